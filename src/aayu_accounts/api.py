@@ -1,0 +1,11 @@
+"""The API map: every router is included here, in one place."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from aayu_accounts.observability import health
+
+
+def include_routers(app: FastAPI) -> None:
+    app.include_router(health.router)

@@ -1,0 +1,125 @@
+"""``create_app()``: settings, lifespan, middleware order and exception handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+
+from aayu_accounts import __version__
+from aayu_accounts.api import include_routers
+from aayu_accounts.config import Settings, get_settings
+from aayu_accounts.db import Database
+from aayu_accounts.errors import PROBLEM_CONTENT_TYPE, install_error_handlers
+from aayu_accounts.jobs import LeaderElector, Scheduler, Worker
+from aayu_accounts.kit.asgi import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    parse_networks,
+)
+from aayu_accounts.log_config import configure_logging
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+
+def _problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    content = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {s: {"description": "Problem (RFC 9457)", "content": content} for s in statuses}
+
+
+async def _background(
+    app: FastAPI, settings: Settings, stop: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    db: Database = app.state.db
+    worker = Worker(db, poll_seconds=settings.job_poll_seconds)
+    db.on_jobs_committed(worker.wake)
+    app.state.worker = worker
+    elector = LeaderElector(db, lease_seconds=settings.leader_lease_seconds)
+    scheduler = Scheduler(elector)
+    app.state.scheduler = scheduler
+    for register in getattr(app.state, "periodic_registrations", []):
+        register(scheduler, settings)
+    return [
+        asyncio.create_task(worker.run_forever(stop), name="aayu-worker"),
+        asyncio.create_task(scheduler.run_forever(stop), name="aayu-scheduler"),
+    ]
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+    """Build the application. ``database`` lets tests bind it to their own connection."""
+    settings = settings or get_settings()
+    settings.check_production()
+    configure_logging(settings.log_level, json=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owns_db = database is None
+        app.state.db = database or Database.from_settings(settings)
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        if settings.run_worker_in_process:
+            tasks = await _background(app, settings, stop)
+        log.info("app.started", version=__version__, env=settings.env.value)
+        try:
+            yield
+        finally:
+            stop.set()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, timeout=5)
+            if owns_db:
+                await app.state.db.dispose()
+            log.info("app.stopped")
+
+    app = FastAPI(
+        title="Aayu Accounts",
+        version=__version__,
+        description="Identity, billing and safe rollout for the Aayu Well medical scribe.",
+        lifespan=lifespan,
+        responses=_problem_responses(400, 404, 405, 413, 422, 500, 503),
+    )
+    app.state.settings = settings
+    app.state.periodic_registrations = []
+    install_error_handlers(app)
+    include_routers(app)
+    # Added innermost first: the request context wraps everything, so every response
+    # (the early 413 included) carries its request id.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware, trusted_proxies=parse_networks(settings.trusted_proxies)
+    )
+    _add_problem_schema(app)
+    return app
+
+
+def _add_problem_schema(app: FastAPI) -> None:
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

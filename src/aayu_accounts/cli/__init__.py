@@ -1,0 +1,44 @@
+"""``aayu-accounts``: the operator's command line. Commands are thin and call services.
+
+Every command reads the same ``AAYU_*`` environment as the server. A failure exits non-zero
+with a one-line reason on stderr; commands that print records take ``--json``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from aayu_accounts.cli import db_cli, serve_cli
+from aayu_accounts.config import InsecureConfiguration
+
+app = typer.Typer(
+    name="aayu-accounts",
+    help="Aayu Accounts: identity, billing and safe rollout.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db_cli.app, name="db")
+serve_cli.register(app)
+
+
+class CommandFailed(Exception):
+    """Raised by commands for an expected failure; printed as one line, exit code 1."""
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except (CommandFailed, InsecureConfiguration) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the CLI's output channel
+        sys.exit(1)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)  # noqa: T201
+        sys.exit(1)
+    except SystemExit:
+        raise
+    except Exception as exc:  # one line, never a traceback full of values
+        print(f"error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)  # noqa: T201
+        sys.exit(1)

@@ -1,0 +1,60 @@
+"""``aayu-accounts serve`` and ``aayu-accounts worker``."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import typer
+import uvicorn
+
+from aayu_accounts.cli.common import run_with_db, settings
+from aayu_accounts.db import Database
+from aayu_accounts.jobs import LeaderElector, Scheduler, Worker
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(worker)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to bind"),
+    port: int = typer.Option(8000, help="Port to bind"),
+    workers: int = typer.Option(1, help="Worker processes"),
+    ssl_certfile: str | None = typer.Option(None, help="Serve TLS with this certificate"),
+    ssl_keyfile: str | None = typer.Option(None, help="Private key for --ssl-certfile"),
+) -> None:
+    """Serve the API (and the embedded job worker unless AAYU_RUN_WORKER_IN_PROCESS=false)."""
+    current = settings()
+    uvicorn.run(
+        "aayu_accounts.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is judged by AAYU_TRUSTED_PROXIES, not uvicorn
+        server_header=False,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        log_level=current.log_level.lower(),
+    )
+
+
+def worker() -> None:
+    """Run background jobs and the leader's periodic duties without serving HTTP."""
+    current = settings()
+
+    async def work(db: Database) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        job_worker = Worker(db, poll_seconds=current.job_poll_seconds)
+        db.on_jobs_committed(job_worker.wake)
+        scheduler = Scheduler(LeaderElector(db, lease_seconds=current.leader_lease_seconds))
+        await asyncio.gather(job_worker.run_forever(stop), scheduler.run_forever(stop))
+
+    run_with_db(work)

@@ -1,0 +1,170 @@
+"""Settings from the environment (prefix ``AAYU_``), matching API.md's configuration table.
+
+Development defaults make ``make run`` work with nothing configured. ``AAYU_ENV=production``
+refuses to start while any setting is insecure or missing, naming every problem at once, so an
+operator fixes them in one pass instead of one restart per problem.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class SecretsProvider(StrEnum):
+    ENV = "env"
+    FILE = "file"
+    VAULT = "vault"
+    AZURE = "azure"
+
+
+class PaymentProvider(StrEnum):
+    LOCAL = "local"
+    STRIPE = "stripe"
+
+
+class InsecureConfiguration(Exception):
+    """Raised at start-up in production; ``problems`` names every insecure or missing setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "refusing to start in production: " + "; ".join(problems),
+        )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AAYU_", extra="ignore", frozen=True)
+
+    env: Environment = Environment.DEVELOPMENT
+    database_url: str = "sqlite+aiosqlite:///./var/aayu.db"
+    redis_url: str | None = None
+    smtp_url: str | None = None
+    smtp_from: str = "Aayu Accounts <no-reply@aayuwell.local>"
+    payment_provider: PaymentProvider = PaymentProvider.LOCAL
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+    secrets_provider: SecretsProvider = SecretsProvider.FILE
+    secrets_dir: Path = Path("./var/secrets")
+    metrics_token: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    legacy_auth_file: Path | None = None
+    legacy_store_dir: Path = Path("./var/legacy-store")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    var_dir: Path = Path("./var")
+
+    # Database pool: the strategy's DatabasePool (max 20, 2 s connect, 30 s idle).
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    db_pool_recycle_seconds: int = Field(default=30, ge=1)
+    db_statement_timeout_seconds: float = Field(default=10.0, gt=0)
+    db_slow_statement_seconds: float = Field(default=1.0, gt=0)
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+
+    log_level: str = "INFO"
+    log_json: bool = True
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    # Jobs: the embedded worker runs inside ``serve`` unless turned off for a separate worker.
+    run_worker_in_process: bool = True
+    job_poll_seconds: float = Field(default=1.0, gt=0)
+    job_max_attempts: int = Field(default=8, ge=1)
+    leader_lease_seconds: int = Field(default=30, ge=5)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    @property
+    def is_development(self) -> bool:
+        return self.env is Environment.DEVELOPMENT
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def production_problems(self) -> list[str]:
+        """Every reason this configuration is unfit for production (empty when fit)."""
+        problems: list[str] = []
+        if self.uses_sqlite:
+            problems.append("AAYU_DATABASE_URL is a SQLite file; production needs PostgreSQL")
+        if not self.redis_url:
+            problems.append(
+                "AAYU_REDIS_URL is unset; limits, lockouts and nonces must be shared through Redis"
+            )
+        if not self.smtp_url:
+            problems.append("AAYU_SMTP_URL is unset; the local outbox does not deliver email")
+        if self.payment_provider is PaymentProvider.LOCAL:
+            problems.append("AAYU_PAYMENT_PROVIDER=local simulates payments; use stripe")
+        if self.payment_provider is PaymentProvider.STRIPE:
+            if not self.stripe_api_key:
+                problems.append("AAYU_STRIPE_API_KEY is unset")
+            if not self.stripe_webhook_secret:
+                problems.append("AAYU_STRIPE_WEBHOOK_SECRET is unset")
+        if self.secrets_provider is SecretsProvider.ENV:
+            problems.append("AAYU_SECRETS_PROVIDER=env is for development only")
+        if self.secrets_provider is SecretsProvider.FILE and _is_generated_dev_dir(
+            self.secrets_dir, self.var_dir
+        ):
+            problems.append(
+                "AAYU_SECRETS_DIR points at the generated development secrets; "
+                "mount real secrets (e.g. /run/secrets) or use vault/azure"
+            )
+        if not self.metrics_token:
+            problems.append("AAYU_METRICS_TOKEN is unset; /metrics would be public")
+        elif len(self.metrics_token) < 32:
+            problems.append("AAYU_METRICS_TOKEN is shorter than 32 characters")
+        if not self.public_url.startswith("https://"):
+            problems.append("AAYU_PUBLIC_URL must be an https:// URL in production")
+        return problems
+
+    def check_production(self) -> None:
+        if self.is_production:
+            problems = self.production_problems()
+            if problems:
+                raise InsecureConfiguration(problems)
+
+
+def _is_generated_dev_dir(secrets_dir: Path, var_dir: Path) -> bool:
+    try:
+        return secrets_dir.resolve().is_relative_to(var_dir.resolve())
+    except OSError:
+        return False
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

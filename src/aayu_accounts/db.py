@@ -1,0 +1,224 @@
+"""Engines, session factories and the transaction edge.
+
+Rule 1 of DESIGN.md lives here: only the edge commits. A request gets a session from the
+``WriteSession``/``ReadSession`` dependencies, which commit (or roll back on error) after the
+endpoint returns and *before* the response is sent; CLI commands and jobs use
+:meth:`Database.session_scope`. Services only ``flush()``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, Request
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import StaticPool
+
+from aayu_accounts.config import Settings
+
+log = structlog.get_logger(__name__)
+
+JOBS_ENQUEUED = "aayu_jobs_enqueued"
+
+StatementObserver = Callable[[float], None]
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _prepare_sqlite_file(url: URL) -> None:
+    database = url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    """An engine with the strategy's pool settings (PostgreSQL) or WAL SQLite."""
+    target = make_url(url or settings.database_url)
+    if target.get_backend_name() == "sqlite":
+        _prepare_sqlite_file(target)
+        in_memory = target.database in (None, "", ":memory:")
+        engine = create_async_engine(
+            target,
+            poolclass=StaticPool if in_memory else None,
+            connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
+        )
+        _configure_sqlite(engine, settings)
+    else:
+        engine = create_async_engine(
+            target,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_connect_timeout_seconds * 2,
+            pool_recycle=settings.db_pool_recycle_seconds,
+            pool_pre_ping=True,
+            connect_args={
+                "timeout": settings.db_connect_timeout_seconds,
+                "command_timeout": settings.db_statement_timeout_seconds,
+                "server_settings": {
+                    "application_name": "aayu-accounts",
+                    "statement_timeout": str(int(settings.db_statement_timeout_seconds * 1000)),
+                },
+            },
+        )
+    _install_slow_statement_log(engine, settings.db_slow_statement_seconds)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine, settings: Settings) -> None:
+    """WAL, foreign keys, a busy timeout, and transactions SQLite's driver leaves alone.
+
+    pysqlite begins transactions lazily and breaks SAVEPOINTs; the documented SQLAlchemy
+    recipe takes transaction control back. Write transactions use ``BEGIN IMMEDIATE`` so two
+    writers queue on the busy timeout instead of failing on a lock upgrade.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _install_slow_statement_log(engine: AsyncEngine, threshold_seconds: float) -> None:
+    """Log statements slower than the threshold: the SQL text only, never parameter values."""
+    observers: list[StatementObserver] = []
+    engine.sync_engine.__dict__["_aayu_statement_observers"] = observers
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _before(conn: Any, _cursor: Any, _stmt: str, _params: Any, _ctx: Any, _many: bool) -> None:
+        conn.info.setdefault("statement_started", []).append(time.perf_counter())
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _after(conn: Any, _cursor: Any, statement: str, _params: Any, _ctx: Any, _m: bool) -> None:
+        started = conn.info.get("statement_started")
+        if not started:
+            return
+        elapsed = time.perf_counter() - started.pop()
+        for observe in observers:
+            observe(elapsed)
+        if elapsed >= threshold_seconds:
+            log.warning(
+                "db.slow_statement",
+                duration_ms=round(elapsed * 1000, 1),
+                statement=" ".join(statement.split())[:500],
+            )
+
+
+def add_statement_observer(engine: AsyncEngine, observer: StatementObserver) -> None:
+    engine.sync_engine.__dict__.setdefault("_aayu_statement_observers", []).append(observer)
+
+
+class Database:
+    """Owns the engine and hands out sessions; one per process (app.state.db)."""
+
+    def __init__(self, engine: AsyncEngine | AsyncConnection) -> None:
+        self.bind = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._on_jobs_committed: list[Callable[[], None]] = []
+        joined = isinstance(engine, AsyncConnection)
+        # Tests bind to one connection inside an outer transaction: commits become savepoints
+        # and the whole test rolls back at the end.
+        mode: dict[str, Any] = {"join_transaction_mode": "create_savepoint"} if joined else {}
+        self._write_factory = async_sessionmaker(
+            bind=engine, expire_on_commit=False, autoflush=True, **mode
+        )
+        read_bind: AsyncEngine | AsyncConnection = engine
+        if self._sqlite and isinstance(engine, AsyncEngine):
+            # Readers must not take SQLite's write lock.
+            read_bind = engine.execution_options(sqlite_begin="DEFERRED")
+        self._read_factory = async_sessionmaker(
+            bind=read_bind, expire_on_commit=False, autoflush=False, **mode
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(create_engine(settings))
+
+    @property
+    def dialect(self) -> str:
+        return self.bind.dialect.name
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if isinstance(self.bind, AsyncConnection):
+            return self.bind.engine
+        return self.bind
+
+    def on_jobs_committed(self, callback: Callable[[], None]) -> None:
+        """Called after a commit that enqueued jobs (wakes the in-process worker)."""
+        self._on_jobs_committed.append(callback)
+
+    def new_session(self, *, write: bool = True) -> AsyncSession:
+        return (self._write_factory if write else self._read_factory)()
+
+    @asynccontextmanager
+    async def session_scope(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
+        """A unit of work: commits when the block succeeds, rolls back when it raises."""
+        session = self.new_session(write=write)
+        try:
+            yield session
+            if write:
+                await session.commit()
+                if session.info.pop(JOBS_ENQUEUED, False):
+                    for callback in self._on_jobs_committed:
+                        callback()
+            else:
+                await session.rollback()
+        except BaseException:
+            await session.rollback()
+            raise
+        finally:
+            await session.close()
+
+    async def ping(self) -> None:
+        async with self.session_scope(write=False) as session:
+            await session.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        if isinstance(self.bind, AsyncEngine):
+            await self.bind.dispose()
+
+
+def get_database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def _write_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with get_database(request).session_scope(write=True) as session:
+        yield session
+
+
+async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with get_database(request).session_scope(write=False) as session:
+        yield session
+
+
+# scope="function": the commit happens after the endpoint returns but before the response is
+# sent, so a client never sees success for a transaction that then failed to commit.
+WriteSession = Annotated[AsyncSession, Depends(_write_session, scope="function")]
+ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]

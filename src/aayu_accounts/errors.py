@@ -1,0 +1,236 @@
+"""One error type, one renderer: every failure leaves as RFC 9457 problem+json with a stable code.
+
+Domain modules subclass :class:`AppError` with names that state the condition (``LastOwner``,
+``SubscriptionExists``); clients branch on ``code``, never on ``detail`` wording.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://docs.aayuwell.com/problems/"
+
+
+class AppError(Exception):
+    """An expected failure with an HTTP status and a machine-readable ``code``.
+
+    Subclasses set the class attributes; ``detail`` is a human sentence that never carries
+    secrets or another user's data. ``extra`` adds members to the problem body (e.g. the
+    reasons a password was refused) and ``headers`` adds response headers (e.g. Retry-After).
+    """
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.detail = detail or self.title
+        self.extra = extra or {}
+        self.headers = headers or {}
+        super().__init__(self.detail)
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        return problem_body(
+            status=self.status,
+            code=self.code,
+            title=self.title,
+            detail=self.detail,
+            instance=instance,
+            extra=self.extra,
+        )
+
+
+def problem_body(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    instance: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    if extra:
+        body.update({k: v for k, v in extra.items() if k not in body})
+    return body
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class MethodNotAllowed(AppError):
+    status = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+
+
+class ValidationFailed(AppError):
+    status = 422
+    code = "validation_error"
+    title = "Validation error"
+
+
+class MalformedJson(AppError):
+    status = 400
+    code = "malformed_json"
+    title = "Malformed JSON"
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class Unauthenticated(AppError):
+    status = 401
+    code = "unauthenticated"
+    title = "Authentication required"
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class DependencyUnavailable(AppError):
+    status = 503
+    code = "dependency_unavailable"
+    title = "A dependency is unavailable"
+
+
+class InternalError(AppError):
+    status = 500
+    code = "internal_error"
+    title = "Internal server error"
+
+
+# --- the one handler -------------------------------------------------------------
+
+_HTTP_STATUS_ERRORS: dict[int, type[AppError]] = {
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+}
+
+
+def problem_response(error: AppError, request: Request) -> JSONResponse:
+    return JSONResponse(
+        error.problem(instance=request.url.path),
+        status_code=error.status,
+        media_type=PROBLEM_CONTENT_TYPE,
+        headers=error.headers or None,
+    )
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Only location, message and type: the offending input may be a password.
+    return [
+        {
+            "loc": [str(part) for part in err.get("loc", ())],
+            "msg": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
+        for err in exc.errors()
+    ]
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return problem_response(exc, request)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    if any(err.get("type") == "json_invalid" for err in exc.errors()):
+        return problem_response(MalformedJson("The request body is not valid JSON."), request)
+    error = ValidationFailed(
+        "The request does not match the schema.", extra={"errors": _field_errors(exc)}
+    )
+    return problem_response(error, request)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    error_type = _HTTP_STATUS_ERRORS.get(exc.status_code)
+    if error_type is not None:
+        error: AppError = error_type()
+    else:
+        body = problem_body(
+            status=exc.status_code,
+            code=f"http_{exc.status_code}",
+            title="HTTP error",
+            detail=str(exc.detail) if isinstance(exc.detail, str) else "HTTP error",
+            instance=request.url.path,
+        )
+        return JSONResponse(
+            body,
+            status_code=exc.status_code,
+            media_type=PROBLEM_CONTENT_TYPE,
+            headers=getattr(exc, "headers", None),
+        )
+    if error.status == 405 and exc.headers:
+        error.headers.update(exc.headers)
+    return problem_response(error, request)
+
+
+def error_for_unexpected(exc: BaseException) -> AppError:
+    """Log an exception nobody expected (with its trace and the request id) and say what to
+    answer: 503 for a dependency outage, else a 500 whose body reveals nothing."""
+    if _is_dependency_outage(exc):
+        log.error("request.dependency_unavailable", error=type(exc).__name__)
+        return DependencyUnavailable("Please retry shortly.")
+    log.error("request.unhandled", exc_info=exc)
+    return InternalError("An unexpected error occurred.")
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return problem_response(error_for_unexpected(exc), request)
+
+
+def _is_dependency_outage(exc: BaseException) -> bool:
+    if isinstance(exc, PoolTimeout | ConnectionError | OSError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

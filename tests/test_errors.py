@@ -1,0 +1,128 @@
+"""Every failure is RFC 9457 problem+json with a stable code, and reveals nothing."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel, ConfigDict
+
+from aayu_accounts.errors import PROBLEM_CONTENT_TYPE, Conflict
+
+probe = APIRouter()
+
+
+class Echo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+
+
+@probe.post("/_probe/echo")
+async def echo(body: Echo) -> Echo:
+    return body
+
+
+@probe.get("/_probe/conflict")
+async def conflict() -> None:
+    raise Conflict("It already exists.", headers={"Retry-After": "3"})
+
+
+@probe.get("/_probe/crash")
+async def crash() -> None:
+    raise RuntimeError("secret-db-password=hunter2 SELECT * FROM users")
+
+
+@pytest.fixture
+def probed(app: FastAPI) -> FastAPI:
+    app.include_router(probe)
+    return app
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith(PROBLEM_CONTENT_TYPE)
+    body = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["type"].endswith(code)
+    assert body["title"]
+    assert "x-request-id" in response.headers
+    return dict(body)
+
+
+async def test_unknown_route_is_404_problem(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get("/no/such/route"), 404, "not_found")
+
+
+async def test_wrong_method_is_405_problem(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/health")
+    assert_problem(response, 405, "method_not_allowed")
+    assert "GET" in response.headers["allow"]
+
+
+async def test_two_mebibyte_body_is_413(client: httpx.AsyncClient, probed: FastAPI) -> None:
+    payload = json.dumps({"name": "x" * (2 * 1024 * 1024)})
+    response = await client.post(
+        "/_probe/echo", content=payload, headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 413, "payload_too_large")
+
+
+async def test_streamed_oversized_body_without_length_is_413(
+    client: httpx.AsyncClient, probed: FastAPI
+) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(40):
+            yield b"x" * 65536
+
+    response = await client.post(
+        "/_probe/echo", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 413, "payload_too_large")
+
+
+async def test_malformed_json_is_400(client: httpx.AsyncClient, probed: FastAPI) -> None:
+    response = await client.post(
+        "/_probe/echo", content=b'{"name": ', headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 400, "malformed_json")
+
+
+async def test_unknown_field_is_422_with_locations(
+    client: httpx.AsyncClient, probed: FastAPI
+) -> None:
+    response = await client.post("/_probe/echo", json={"name": "a", "password": "p4ss-w0rd!"})
+    body = assert_problem(response, 422, "validation_error")
+    assert "p4ss-w0rd!" not in response.text
+    assert body["errors"]
+
+
+async def test_app_error_keeps_its_headers(client: httpx.AsyncClient, probed: FastAPI) -> None:
+    response = await client.get("/_probe/conflict")
+    assert_problem(response, 409, "conflict")
+    assert response.headers["retry-after"] == "3"
+
+
+async def test_unexpected_error_reveals_nothing_and_logs_trace(
+    client: httpx.AsyncClient, probed: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        response = await client.get("/_probe/crash", headers={"x-request-id": "trace-me-12345"})
+    assert_problem(response, 500, "internal_error")
+    assert "hunter2" not in response.text
+    assert "SELECT" not in response.text
+    assert response.headers["x-request-id"] == "trace-me-12345"
+    logged = [str(r.msg) for r in caplog.records if "request.unhandled" in str(r.msg)]
+    assert logged, "the failure must be logged"
+    assert "Traceback" in logged[0]
+    assert "trace-me-12345" in logged[0], "the log line carries the request id"
+
+
+async def test_request_id_is_generated_when_missing_or_invalid(client: httpx.AsyncClient) -> None:
+    generated = (await client.get("/health")).headers["x-request-id"]
+    assert len(generated) >= 16
+    bad = (await client.get("/health", headers={"x-request-id": "bad id\nwith newline"})).headers
+    assert bad["x-request-id"] != "bad id\nwith newline"

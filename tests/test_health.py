@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from aayu_accounts.db import Database
+from aayu_accounts.migrate import head_revision
+from tests.fixtures.routes import api_routes
+
+
+async def test_health_answers_without_dependencies(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_when_database_answers_and_migrations_current(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["migrations"] == {"ok": True, "current": head_revision(),
+                                            "head": head_revision()}
+
+
+async def test_ready_is_503_when_migrations_are_behind(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    async with db.session_scope() as session:
+        await session.execute(text("UPDATE alembic_version SET version_num = 'older'"))
+    response = await client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"]["migrations"]["ok"] is False
+
+
+async def test_openapi_lists_every_route(app: FastAPI, client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    app_paths = {route.path for route in api_routes(app) if route.include_in_schema}
+    assert app_paths
+    assert app_paths <= set(schema["paths"])
+    assert "Problem" in schema["components"]["schemas"]
