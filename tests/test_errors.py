@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -74,7 +75,7 @@ async def test_two_mebibyte_body_is_413(client: httpx.AsyncClient, probed: FastA
 async def test_streamed_oversized_body_without_length_is_413(
     client: httpx.AsyncClient, probed: FastAPI
 ) -> None:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(40):
             yield b"x" * 65536
 

@@ -22,8 +22,11 @@ async def test_ready_when_database_answers_and_migrations_current(
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready"
-    assert body["checks"]["migrations"] == {"ok": True, "current": head_revision(),
-                                            "head": head_revision()}
+    assert body["checks"]["migrations"] == {
+        "ok": True,
+        "current": head_revision(),
+        "head": head_revision(),
+    }
 
 
 async def test_ready_is_503_when_migrations_are_behind(

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     env: Environment = Environment.DEVELOPMENT
     database_url: str = "sqlite+aiosqlite:///./var/aayu.db"
     redis_url: str | None = None
+    # Every Redis key starts with this, so several deployments (or test runs) can share one.
+    redis_prefix: str = "aayu:"
     smtp_url: str | None = None
     smtp_from: str = "Aayu Accounts <no-reply@aayuwell.local>"
     payment_provider: PaymentProvider = PaymentProvider.LOCAL

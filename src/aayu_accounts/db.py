@@ -173,7 +173,9 @@ class Database:
         self._on_jobs_committed.append(callback)
 
     def new_session(self, *, write: bool = True) -> AsyncSession:
-        return (self._write_factory if write else self._read_factory)()
+        factory = self._write_factory if write else self._read_factory
+        session: AsyncSession = factory()
+        return session
 
     @asynccontextmanager
     async def session_scope(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:

@@ -85,7 +85,8 @@ class RequestContextMiddleware:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         incoming = headers.get(REQUEST_ID_HEADER, "")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        peer = scope.get("client")[0] if scope.get("client") else None
+        client = scope.get("client")
+        peer = client[0] if client else None
         ip = resolve_client_ip(peer, headers.get("x-forwarded-for"), self.trusted)
         user_agent = headers.get("user-agent", "")[:300]
         scope.setdefault("state", {})

@@ -1,0 +1,57 @@
+# The two commands: `make run` and `make test`. Both set everything up on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: run test lint typecheck pytest test-long bench clean install install-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(DEV_STAMP)
+
+install: $(STAMP)
+install-dev: $(DEV_STAMP)
+
+## make run: migrate the embedded SQLite database, create demo data once, serve on :8000
+run: $(STAMP)
+	$(BIN)/aayu-accounts db upgrade
+	$(BIN)/aayu-accounts demo init
+	$(BIN)/aayu-accounts serve --host 127.0.0.1 --port 8000
+
+## make test: lint, format check, strict type checks, then the whole suite (SQLite + PostgreSQL)
+test: $(DEV_STAMP)
+	$(BIN)/ruff check src tests migrations bench
+	$(BIN)/ruff format --check src tests migrations bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check src tests migrations bench
+	$(BIN)/ruff format --check src tests migrations bench
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+pytest: $(DEV_STAMP)
+	$(BIN)/pytest
+
+## make test-long: the slow suites that do not fit CI's time budget
+test-long: $(DEV_STAMP)
+	AAYU_LONG_TESTS=1 $(BIN)/pytest -m long
+
+## make bench: benchmarks, each printing one table of ratios against an in-run baseline
+bench: $(DEV_STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,26 @@
+"""`make bench`: run every benchmark module in this folder that defines ``main()``."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+
+def main() -> int:
+    names = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]))
+    selected = [n for n in names if not n.startswith("_")]
+    if len(sys.argv) > 1:
+        selected = [n for n in selected if n in sys.argv[1:]]
+    for name in selected:
+        module = importlib.import_module(f"bench.{name}")
+        runner = getattr(module, "main", None)
+        if callable(runner):
+            print(f"\n== {name} ==")
+            runner()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
