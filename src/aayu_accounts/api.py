@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from aayu_accounts.observability import endpoints as observability_endpoints
 from aayu_accounts.observability import health
 
 
 def include_routers(app: FastAPI) -> None:
     app.include_router(health.router)
+    app.include_router(observability_endpoints.router)

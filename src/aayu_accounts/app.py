@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,15 +14,16 @@ from fastapi import FastAPI
 from aayu_accounts import __version__
 from aayu_accounts.api import include_routers
 from aayu_accounts.config import Settings, get_settings
-from aayu_accounts.db import Database
+from aayu_accounts.db import Database, add_statement_observer
 from aayu_accounts.errors import PROBLEM_CONTENT_TYPE, install_error_handlers
-from aayu_accounts.jobs import LeaderElector, Scheduler, Worker
+from aayu_accounts.jobs import LeaderElector, Scheduler, Worker, queue_stats
 from aayu_accounts.kit.asgi import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
     parse_networks,
 )
 from aayu_accounts.log_config import configure_logging
+from aayu_accounts.observability import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -50,7 +51,7 @@ async def _background(
     app: FastAPI, settings: Settings, stop: asyncio.Event
 ) -> list[asyncio.Task[None]]:
     db: Database = app.state.db
-    worker = Worker(db, poll_seconds=settings.job_poll_seconds)
+    worker = Worker(db, poll_seconds=settings.job_poll_seconds, on_finished=metrics.observe_job)
     db.on_jobs_committed(worker.wake)
     app.state.worker = worker
     elector = LeaderElector(db, lease_seconds=settings.leader_lease_seconds)
@@ -64,6 +65,17 @@ async def _background(
     ]
 
 
+def _job_queue_refresher(db: Database) -> Callable[[], Awaitable[None]]:
+    async def refresh() -> None:
+        async with db.session_scope(write=False) as session:
+            stats = await queue_stats(session)
+        for status in ("queued", "running", "dead"):
+            metrics.JOB_QUEUE_DEPTH.labels(status).set(stats["depth"].get(status, 0))
+        metrics.JOB_QUEUE_OLDEST_AGE.set(stats["oldest_queued_age_s"])
+
+    return refresh
+
+
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
     """Build the application. ``database`` lets tests bind it to their own connection."""
     settings = settings or get_settings()
@@ -74,6 +86,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owns_db = database is None
         app.state.db = database or Database.from_settings(settings)
+        add_statement_observer(app.state.db.engine, metrics.observe_statement)
+        app.state.metrics_refreshers.append(_job_queue_refresher(app.state.db))
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if settings.run_worker_in_process:
@@ -99,13 +113,17 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     app.state.settings = settings
     app.state.periodic_registrations = []
+    app.state.metrics_refreshers = []
+    app.state.readiness_checks = {}
     install_error_handlers(app)
     include_routers(app)
     # Added innermost first: the request context wraps everything, so every response
     # (the early 413 included) carries its request id.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
-        RequestContextMiddleware, trusted_proxies=parse_networks(settings.trusted_proxies)
+        RequestContextMiddleware,
+        trusted_proxies=parse_networks(settings.trusted_proxies),
+        observers=[metrics.observe_request],
     )
     _add_problem_schema(app)
     return app

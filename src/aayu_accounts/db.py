@@ -129,7 +129,9 @@ def _install_slow_statement_log(engine: AsyncEngine, threshold_seconds: float) -
 
 
 def add_statement_observer(engine: AsyncEngine, observer: StatementObserver) -> None:
-    engine.sync_engine.__dict__.setdefault("_aayu_statement_observers", []).append(observer)
+    observers = engine.sync_engine.__dict__.setdefault("_aayu_statement_observers", [])
+    if observer not in observers:
+        observers.append(observer)
 
 
 class Database:

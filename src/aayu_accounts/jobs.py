@@ -127,6 +127,8 @@ class Worker:
     lease_seconds: int = 300
     batch_size: int = 10
     worker_id: str = field(default_factory=worker_identity)
+    # Told (kind, outcome) after each run: "done", "retry" or "dead" (metrics hook).
+    on_finished: Callable[[str, str], None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wake(self) -> None:
@@ -177,6 +179,7 @@ class Worker:
                     .where(Job.id == job.id)
                     .values(status=DONE, finished_at=clock.now(), locked_until=None)
                 )
+            self._finished(job.kind, DONE)
         except Exception as exc:  # any failure of a job is retried, then dead
             await self._record_failure(job, exc)
         finally:
@@ -204,6 +207,11 @@ class Worker:
             )
         async with self.db.session_scope() as session:
             await session.execute(update(Job).where(Job.id == job.id).values(**values))
+        self._finished(job.kind, DEAD if dead else "retry")
+
+    def _finished(self, kind: str, outcome: str) -> None:
+        if self.on_finished is not None:
+            self.on_finished(kind, outcome)
 
     async def run_once(self) -> int:
         """Claim and run the jobs that are due; returns how many ran."""

@@ -11,7 +11,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 
 import structlog
@@ -71,12 +71,25 @@ def _in_any(address: str, networks: list[Network]) -> bool:
     return any(ip in net for net in networks)
 
 
-class RequestContextMiddleware:
-    """Request id (taken from a valid ``X-Request-ID`` or generated), client IP, access log."""
+RequestObserver = Callable[[str, str, int, float], None]
 
-    def __init__(self, app: ASGIApp, trusted_proxies: list[Network] | None = None) -> None:
+
+class RequestContextMiddleware:
+    """Request id (taken from a valid ``X-Request-ID`` or generated), client IP, access log.
+
+    ``observers`` are told (method, route template, status, seconds) of every request; the
+    composition root wires metrics there, so this module needs no knowledge of them.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        trusted_proxies: list[Network] | None = None,
+        observers: list[RequestObserver] | None = None,
+    ) -> None:
         self.app = app
         self.trusted = trusted_proxies or []
+        self.observers = observers or []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,16 +132,19 @@ class RequestContextMiddleware:
                 raise
             await _send_problem(send_with_id, error)
         finally:
-            route = scope.get("route")
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None)
             access_log.info(
                 "http.request",
                 method=scope["method"],
                 path=scope["path"],
-                route=getattr(route, "path", None),
+                route=route,
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
                 ip=ip,
             )
+            for observe in self.observers:
+                observe(scope["method"], route or "unmatched", status, elapsed)
             structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(tokens[0])
             client_ip_var.reset(tokens[1])

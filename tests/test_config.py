@@ -1,0 +1,99 @@
+"""Configuration: development defaults work; production refuses every insecure default."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aayu_accounts.app import create_app
+from aayu_accounts.config import InsecureConfiguration, Settings
+
+
+def test_embedded_defaults_need_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AAYU_ENV", "AAYU_DATABASE_URL", "AAYU_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.is_development
+    assert settings.database_url == "sqlite+aiosqlite:///./var/aayu.db"
+    assert settings.redis_url is None
+    assert settings.payment_provider.value == "local"
+    assert settings.secrets_provider.value == "file"
+    assert settings.public_url == "http://127.0.0.1:8000"
+    assert settings.legacy_store_dir == Path("./var/legacy-store")
+    settings.check_production()  # not production: nothing to refuse
+
+
+def test_production_refuses_embedded_defaults_naming_each_problem() -> None:
+    settings = Settings(env="production")
+    with pytest.raises(InsecureConfiguration) as refused:
+        settings.check_production()
+    message = str(refused.value)
+    for variable in (
+        "AAYU_DATABASE_URL",
+        "AAYU_REDIS_URL",
+        "AAYU_SMTP_URL",
+        "AAYU_PAYMENT_PROVIDER",
+        "AAYU_SECRETS_DIR",
+        "AAYU_METRICS_TOKEN",
+        "AAYU_PUBLIC_URL",
+    ):
+        assert variable in message
+    assert len(refused.value.problems) >= 7
+
+
+def test_production_refuses_env_secrets_and_missing_stripe_keys() -> None:
+    settings = Settings(env="production", secrets_provider="env", payment_provider="stripe")
+    problems = " ".join(settings.production_problems())
+    assert "AAYU_SECRETS_PROVIDER=env" in problems
+    assert "AAYU_STRIPE_API_KEY" in problems
+    assert "AAYU_STRIPE_WEBHOOK_SECRET" in problems
+
+
+def test_a_fit_production_configuration_starts(tmp_path: Path) -> None:
+    settings = Settings(
+        env="production",
+        database_url="postgresql+asyncpg://aayu@db/aayu",
+        redis_url="redis://cache:6379/0",
+        smtp_url="smtp://mail:25",
+        payment_provider="stripe",
+        stripe_api_key="sk_live_x",
+        stripe_webhook_secret="whsec_x",
+        secrets_provider="file",
+        secrets_dir=tmp_path / "run-secrets",
+        metrics_token="m" * 40,
+        public_url="https://accounts.aayuwell.com",
+    )
+    assert settings.production_problems() == []
+    create_app(settings)  # builds without refusing
+
+
+def test_app_refuses_to_start_in_production_with_defaults() -> None:
+    with pytest.raises(InsecureConfiguration):
+        create_app(Settings(env="production"))
+
+
+def test_cli_refuses_production_defaults_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "aayu_accounts", "db", "current"],
+        capture_output=True,
+        text=True,
+        env={"AAYU_ENV": "production", "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: refusing to start in production")
+
+
+def test_trusted_proxies_parse_from_comma_separated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AAYU_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1")
+    assert Settings().trusted_proxies == ["10.0.0.0/8", "192.168.1.1"]
+    monkeypatch.setenv("AAYU_TRUSTED_PROXIES", "not-a-network")
+    with pytest.raises(ValueError, match="not-a-network"):
+        Settings()
