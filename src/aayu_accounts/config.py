@@ -35,6 +35,12 @@ class PaymentProvider(StrEnum):
     STRIPE = "stripe"
 
 
+class CaptchaProvider(StrEnum):
+    ALTCHA = "altcha"
+    TURNSTILE = "turnstile"
+    HCAPTCHA = "hcaptcha"
+
+
 class InsecureConfiguration(Exception):
     """Raised at start-up in production; ``problems`` names every insecure or missing setting."""
 
@@ -86,6 +92,43 @@ class Settings(BaseSettings):
     job_poll_seconds: float = Field(default=1.0, gt=0)
     job_max_attempts: int = Field(default=8, ge=1)
     leader_lease_seconds: int = Field(default=30, ge=5)
+
+    # Passwords: Argon2id at the strategy's cost (m=64 MiB, t=3, p=1). Each hash holds
+    # argon2_memory_kib of RAM, so at most argon2_max_concurrency run at once (None: CPU count).
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_parallelism: int = Field(default=1, ge=1)
+    argon2_max_concurrency: int | None = Field(default=None, ge=1)
+    # NIST SP 800-63B: at least 8 characters whatever the configuration; 12 by default.
+    password_min_length: int = Field(default=12, ge=8, le=128)
+    password_min_strength: int = Field(default=3, ge=0, le=4)
+    # An offline list of breached passwords (one per line, or HIBP "SHA1HEX:count"); no network.
+    breached_passwords_file: Path | None = None
+
+    # Sign-in throttling (issue 4): counts in sliding windows; CAPTCHA before any lockout.
+    login_pair_captcha_after: int = Field(default=3, ge=1)
+    login_pair_block_after: int = Field(default=5, ge=1)
+    login_pair_window_seconds: int = Field(default=900, ge=1)
+    login_pair_block_seconds: int = Field(default=900, ge=1)
+    login_ip_captcha_after: int = Field(default=10, ge=1)
+    login_ip_block_after: int = Field(default=50, ge=1)
+    login_ip_window_seconds: int = Field(default=900, ge=1)
+    login_ip_block_seconds: int = Field(default=900, ge=1)
+    # Per account across IPs: CAPTCHA only, never a hard lock (no one can lock a clinician out).
+    login_account_captcha_after: int = Field(default=100, ge=1)
+    login_account_window_seconds: int = Field(default=3600, ge=1)
+    mfa_attempt_limit: int = Field(default=5, ge=1)
+    mfa_attempt_window_seconds: int = Field(default=900, ge=1)
+
+    # CAPTCHA: ALTCHA (self-hosted proof of work) unless a third-party provider is chosen.
+    captcha_provider: CaptchaProvider = CaptchaProvider.ALTCHA
+    captcha_secret: str | None = None
+    captcha_site_key: str | None = None
+    captcha_verify_url: str | None = None
+    # None: a random key per process (fine for one instance); the keyring supplies it later.
+    altcha_hmac_key: str | None = None
+    altcha_max_number: int = Field(default=100_000, ge=1000)
+    altcha_expires_seconds: int = Field(default=300, ge=10)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -149,6 +192,8 @@ class Settings(BaseSettings):
             problems.append("AAYU_METRICS_TOKEN is unset; /metrics would be public")
         elif len(self.metrics_token) < 32:
             problems.append("AAYU_METRICS_TOKEN is shorter than 32 characters")
+        if self.captcha_provider is not CaptchaProvider.ALTCHA and not self.captcha_secret:
+            problems.append(f"AAYU_CAPTCHA_SECRET is unset for {self.captcha_provider.value}")
         if not self.public_url.startswith("https://"):
             problems.append("AAYU_PUBLIC_URL must be an https:// URL in production")
         return problems

@@ -1,0 +1,1 @@
+"""Identity: users, clinics, memberships, sign-in and its hardening primitives."""
