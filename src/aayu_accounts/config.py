@@ -130,6 +130,23 @@ class Settings(BaseSettings):
     altcha_max_number: int = Field(default=100_000, ge=1000)
     altcha_expires_seconds: int = Field(default=300, ge=10)
 
+    # Sessions (issue 4): HIPAA automatic logoff after 15 idle minutes (a clinic may lower it
+    # to 5), re-authentication after 12 hours whatever the activity (ASVS 3.3).
+    session_idle_minutes: int = Field(default=15, ge=5, le=15)
+    session_absolute_hours: int = Field(default=12, ge=1, le=12)
+    # last_seen_at is written at most this often per session: no write per request.
+    session_touch_seconds: int = Field(default=60, ge=1)
+    # How long a session lookup stays cached; revocations invalidate it at once regardless.
+    session_cache_seconds: int = Field(default=30, ge=0)
+    email_verification_hours: int = Field(default=24, ge=1)
+    password_reset_minutes: int = Field(default=30, ge=5)
+    invitation_days: int = Field(default=7, ge=1)
+    mfa_login_minutes: int = Field(default=5, ge=1)
+    # Versions of the legal documents; a new version asks every user to accept at sign-in.
+    terms_version: str = "2026-11-01"
+    privacy_version: str = "2026-11-01"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_cidrs(cls, value: object) -> object:
