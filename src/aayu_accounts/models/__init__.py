@@ -1,7 +1,21 @@
 """Every ORM table, one module per table; importing this package registers them all."""
 
 from aayu_accounts.models.base import Base
+from aayu_accounts.models.feature_flag import FeatureFlag
+from aayu_accounts.models.flag_config_state import FlagConfigState
+from aayu_accounts.models.flag_schedule_step import FlagScheduleStep
+from aayu_accounts.models.incident import Incident
 from aayu_accounts.models.job import Job
 from aayu_accounts.models.leader_lease import LeaderLease
+from aayu_accounts.models.user_document import UserDocument
 
-__all__ = ["Base", "Job", "LeaderLease"]
+__all__ = [
+    "Base",
+    "FeatureFlag",
+    "FlagConfigState",
+    "FlagScheduleStep",
+    "Incident",
+    "Job",
+    "LeaderLease",
+    "UserDocument",
+]
