@@ -59,3 +59,49 @@ def observe_statement(seconds: float) -> None:
 
 def observe_job(kind: str, outcome: str) -> None:
     JOBS_PROCESSED.labels(kind, outcome).inc()
+
+# --- rollout: flags, the two paths, shadow writes, auto-rollback ----------------------
+FLAG_CONFIG_VERSION = Gauge(
+    "aayu_flag_config_version", "Version of the flag configuration this instance applied"
+)
+FLAG_SNAPSHOT_AGE = Gauge(
+    "aayu_flag_snapshot_age_seconds",
+    "Seconds since this instance last confirmed its flag snapshot is current",
+)
+FLAG_UPDATES = Counter(
+    "aayu_flag_updates_total",
+    "Flag snapshots reloaded, by what told this instance (pubsub, notify, poll, local)",
+    ["source"],
+)
+ROLLOUT_REQUESTS = Counter(
+    "aayu_rollout_requests_total",
+    "Requests per capability (auth, documents), path (new, legacy) and outcome",
+    ["capability", "path", "outcome"],
+)
+ROLLOUT_DURATION = Histogram(
+    "aayu_rollout_duration_seconds",
+    "Time to serve a request per capability and path",
+    ["capability", "path"],
+    buckets=LATENCY_BUCKETS,
+)
+ROLLOUT_FALLBACKS = Counter(
+    "aayu_rollout_fallbacks_total",
+    "New-path failures served by the legacy path (FALLBACK), by capability and reason",
+    ["capability", "reason"],
+)
+SHADOW_WRITES = Counter(
+    "aayu_shadow_writes_total", "Shadow writes to the non-authoritative store", ["outcome"]
+)
+SHADOW_DIVERGENCES = Gauge(
+    "aayu_shadow_divergences", "Documents that differ between the stores at the last reconcile"
+)
+LEGACY_USERS_MIGRATED = Gauge(
+    "aayu_legacy_users_migrated_ratio", "Share of v2.5 users present in the new identity store"
+)
+AUTO_ROLLBACK_VERDICTS = Counter(
+    "aayu_auto_rollback_verdicts_total",
+    "Monitor evaluations per capability, window and verdict (ok, breach, inconclusive)",
+    ["capability", "window", "verdict"],
+)
+ROLLBACKS = Counter("aayu_rollbacks_total", "Rollbacks executed, by kind", ["kind"])
+ALERTS = Counter("aayu_alerts_total", "Alerts raised, by severity and name", ["severity", "name"])
