@@ -1,5 +1,7 @@
 """Every ORM table, one module per table; importing this package registers them all."""
 
+from aayu_accounts.models.audit_archive_permit import AuditArchivePermit
+from aayu_accounts.models.audit_event import AuditEvent
 from aayu_accounts.models.base import Base
 from aayu_accounts.models.feature_flag import FeatureFlag
 from aayu_accounts.models.flag_config_state import FlagConfigState
@@ -10,6 +12,8 @@ from aayu_accounts.models.leader_lease import LeaderLease
 from aayu_accounts.models.user_document import UserDocument
 
 __all__ = [
+    "AuditArchivePermit",
+    "AuditEvent",
     "Base",
     "FeatureFlag",
     "FlagConfigState",

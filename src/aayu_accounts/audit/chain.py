@@ -1,0 +1,109 @@
+"""The hash chain: what an event's hash covers, and how hashes link.
+
+Domain separation as in RFC 6962 (Certificate Transparency) §2.1: a leaf is hashed with a 0x00
+prefix and an interior node with 0x01, so a leaf can never be passed off as a link (or the
+reverse). Each event's leaf hash covers the canonical encoding of its fields; its chain hash is
+``SHA-256(0x01 || previous chain hash || leaf hash)``. The first event links to 32 zero bytes.
+
+``hash_version`` is stored with every event and is part of what is hashed, so the encoding can
+change later without making old events unverifiable: the verifier picks the encoder by version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aayu_accounts.audit.canonical import JsonValue, canonical_bytes, format_time
+
+HASH_VERSION = 1
+LEAF_PREFIX = b"\x00"
+NODE_PREFIX = b"\x01"
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class EventFields:
+    """The hashed fields of one event, as stored."""
+
+    sequence: int
+    event_id: str
+    occurred_at: datetime
+    actor_kind: str
+    actor_id: str | None
+    org_id: str | None
+    action: str
+    target_type: str | None
+    target_id: str | None
+    outcome: str
+    ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    details: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, event: Any) -> EventFields:
+        """The fields of an ``AuditEvent`` row (or anything with the same attributes)."""
+        return cls(
+            sequence=event.sequence,
+            event_id=event.id,
+            occurred_at=event.occurred_at,
+            actor_kind=event.actor_kind,
+            actor_id=event.actor_id,
+            org_id=event.org_id,
+            action=event.action,
+            target_type=event.target_type,
+            target_id=event.target_id,
+            outcome=event.outcome,
+            ip=event.ip,
+            user_agent=event.user_agent,
+            request_id=event.request_id,
+            details=event.details or {},
+        )
+
+
+def encode_v1(fields: EventFields) -> bytes:
+    document: dict[str, JsonValue] = {
+        "v": 1,
+        "seq": fields.sequence,
+        "id": fields.event_id,
+        "time": format_time(fields.occurred_at),
+        "actor_kind": fields.actor_kind,
+        "actor_id": fields.actor_id,
+        "org_id": fields.org_id,
+        "action": fields.action,
+        "target_type": fields.target_type,
+        "target_id": fields.target_id,
+        "outcome": fields.outcome,
+        "ip": fields.ip,
+        "user_agent": fields.user_agent,
+        "request_id": fields.request_id,
+        "details": dict(fields.details),
+    }
+    return canonical_bytes(document)
+
+
+ENCODERS = {1: encode_v1}
+
+
+class UnknownHashVersion(ValueError):
+    pass
+
+
+def leaf_hash(fields: EventFields, version: int = HASH_VERSION) -> bytes:
+    encoder = ENCODERS.get(version)
+    if encoder is None:
+        raise UnknownHashVersion(f"unknown audit hash version {version}")
+    return hashlib.sha256(LEAF_PREFIX + encoder(fields)).digest()
+
+
+def link(previous_hash: str, leaf: bytes) -> str:
+    """The chain hash (hex) of a leaf that follows ``previous_hash`` (hex)."""
+    return hashlib.sha256(NODE_PREFIX + bytes.fromhex(previous_hash) + leaf).hexdigest()
+
+
+def event_hash(previous_hash: str, fields: EventFields, version: int = HASH_VERSION) -> str:
+    return link(previous_hash, leaf_hash(fields, version))
