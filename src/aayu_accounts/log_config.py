@@ -28,12 +28,16 @@ _SENSITIVE_KEY = re.compile(
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 _LONG_TOKEN = re.compile(r"\b[A-Za-z0-9_-]{32,}\b")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-# Keys whose values are ours and safe even though they match the patterns above.
-_SAFE_KEYS = frozenset({"event", "request_id", "job_id", "token_type", "code_kind", "error_code"})
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&][^=\s&]*(?:token|secret|key|password|code|signature)[^=\s&]*=)[^&\s\"']+"
+)
+# Keys whose values are ours and safe even though they look like tokens.
+_SAFE_KEYS = frozenset({"request_id", "job_id", "token_type", "code_kind", "error_code"})
 
 
 def _scrub_text(value: str) -> str:
     value = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+    value = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}{REDACTED}", value)
     value = _EMAIL.sub(REDACTED, value)
     return _LONG_TOKEN.sub(REDACTED, value)
 
@@ -63,7 +67,7 @@ def redact(
 ) -> MutableMapping[str, Any]:
     """structlog processor: the last line of defence before a line is written."""
     for key in list(event_dict):
-        if key in ("exception", "stack"):
+        if key in ("exception", "stack", "event"):
             event_dict[key] = _scrub_text(str(event_dict[key]))
             continue
         event_dict[key] = _scrub_pair(key, event_dict[key])
@@ -103,8 +107,9 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     # uvicorn's access log would repeat our own request line without redaction of queries.
     logging.getLogger("uvicorn.access").handlers = []
     logging.getLogger("uvicorn.access").propagate = False
-    # Alembic narrates every step at INFO; operators want only its warnings.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Alembic narrates every step at INFO; httpx logs full URLs (queries included) at INFO.
+    for chatty in ("alembic", "httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     for noisy in ("uvicorn", "uvicorn.error"):
         logging.getLogger(noisy).handlers = []
         logging.getLogger(noisy).propagate = True
