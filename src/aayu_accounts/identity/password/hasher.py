@@ -1,0 +1,151 @@
+"""Argon2id password hashing that never blocks the event loop and cannot exhaust memory.
+
+Each Argon2id computation holds ``argon2_memory_kib`` of RAM (64 MiB by default) for about a
+tenth of a second. argon2-cffi releases the GIL, so hashes run in a dedicated thread pool; an
+asyncio semaphore of the same size makes callers wait *on the loop* (cancellable, no queue of
+doomed work in the pool) once every slot is busy, so a flood of sign-ins costs at most
+``max_concurrency * memory`` and the rest of the service keeps answering.
+
+Passwords are NFKC-normalized before hashing (NIST SP 800-63B 5.1.1.2), so the same password
+typed on two keyboards (composed or decomposed accents, full-width digits) verifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import argon2
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from aayu_accounts.config import Settings
+
+_T = TypeVar("_T")
+
+
+def normalize_password(password: str) -> str:
+    """The form that is hashed and checked: Unicode NFKC, nothing stripped or truncated."""
+    return unicodedata.normalize("NFKC", password)
+
+
+class PasswordHasher:
+    """Argon2id with the configured cost, run in a bounded thread pool."""
+
+    def __init__(
+        self,
+        *,
+        memory_kib: int,
+        time_cost: int,
+        parallelism: int,
+        max_concurrency: int | None = None,
+    ) -> None:
+        self._argon2 = argon2.PasswordHasher(
+            time_cost=time_cost,
+            memory_cost=memory_kib,
+            parallelism=parallelism,
+            hash_len=32,
+            salt_len=16,
+            type=argon2.Type.ID,
+        )
+        self.max_concurrency = max_concurrency or os.cpu_count() or 1
+        self._slots: asyncio.Semaphore | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._dummy_hash: str | None = None
+        self._dummy_lock: asyncio.Lock | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PasswordHasher:
+        return cls(
+            memory_kib=settings.argon2_memory_kib,
+            time_cost=settings.argon2_time_cost,
+            parallelism=settings.argon2_parallelism,
+            max_concurrency=settings.argon2_max_concurrency,
+        )
+
+    @property
+    def memory_kib(self) -> int:
+        return self._argon2.memory_cost
+
+    @property
+    def time_cost(self) -> int:
+        return self._argon2.time_cost
+
+    @property
+    def parallelism(self) -> int:
+        return self._argon2.parallelism
+
+    @property
+    def dummy_hash(self) -> str | None:
+        """The hash the unknown-user path verifies against (None until prepared)."""
+        return self._dummy_hash
+
+    async def prepare(self) -> None:
+        """Make the dummy hash now (at start-up) so the first unknown user costs no extra."""
+        await self._get_dummy_hash()
+
+    async def hash(self, password: str) -> str:
+        """The encoded Argon2id hash of ``password`` (normalized first)."""
+        return await self._run(self._argon2.hash, normalize_password(password))
+
+    async def verify(self, stored_hash: str, password: str) -> bool:
+        """Whether ``password`` matches ``stored_hash``; False (never an error) when malformed."""
+        return await self._run(self._verify_sync, stored_hash, normalize_password(password))
+
+    async def verify_dummy(self, password: str) -> bool:
+        """The same work as :meth:`verify` against a real hash; always False.
+
+        The unknown-user path of sign-in: a real Argon2id verification with the live
+        parameters, so that path costs exactly what a wrong password costs. No sleeps.
+        """
+        dummy = await self._get_dummy_hash()
+        await self.verify(dummy, password)
+        return False
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        """Whether ``stored_hash`` was made with other parameters (re-hash on sign-in)."""
+        try:
+            return self._argon2.check_needs_rehash(stored_hash)
+        except (InvalidHashError, ValueError):
+            return True
+
+    def close(self) -> None:
+        """Stop the worker threads (at shutdown); running hashes finish first."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _verify_sync(self, stored_hash: str, password: str) -> bool:
+        try:
+            return self._argon2.verify(stored_hash, password)
+        except VerifyMismatchError:
+            return False
+        except (VerificationError, InvalidHashError, ValueError, TypeError):
+            # A malformed or foreign hash is a failed sign-in, never a 500.
+            return False
+
+    async def _get_dummy_hash(self) -> str:
+        if self._dummy_hash is not None:
+            return self._dummy_hash
+        if self._dummy_lock is None:
+            self._dummy_lock = asyncio.Lock()
+        async with self._dummy_lock:
+            if self._dummy_hash is None:
+                # A secret nobody knows, so verify_dummy can never succeed by accident.
+                self._dummy_hash = await self.hash(secrets.token_urlsafe(32))
+        return self._dummy_hash
+
+    async def _run(self, func: Callable[..., _T], *args: str) -> _T:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_concurrency)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=self.max_concurrency, thread_name_prefix="argon2"
+            )
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, func, *args)
