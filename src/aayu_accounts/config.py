@@ -41,6 +41,10 @@ class CaptchaProvider(StrEnum):
     HCAPTCHA = "hcaptcha"
 
 
+# HIPAA §164.316(b)(2)(i): documentation, audit records included, is kept six years.
+AUDIT_MIN_RETENTION_DAYS = 2190
+
+
 class InsecureConfiguration(Exception):
     """Raised at start-up in production; ``problems`` names every insecure or missing setting."""
 
@@ -92,6 +96,14 @@ class Settings(BaseSettings):
     job_poll_seconds: float = Field(default=1.0, gt=0)
     job_max_attempts: int = Field(default=8, ge=1)
     leader_lease_seconds: int = Field(default=30, ge=5)
+
+    # Audit trail (HIPAA §164.312(b), §164.316(b)(2): six years). Checkpoints of the chain head
+    # are signed and written outside the database; None puts them under var_dir.
+    audit_checkpoint_dir: Path | None = None
+    audit_checkpoint_interval_seconds: int = Field(default=3600, ge=60)
+    audit_retention_days: int = Field(default=AUDIT_MIN_RETENTION_DAYS)
+    audit_archive_dir: Path | None = None
+    audit_exports_per_day: int = Field(default=100, ge=1)
 
     # Passwords: Argon2id at the strategy's cost (m=64 MiB, t=3, p=1). Each hash holds
     # argon2_memory_kib of RAM, so at most argon2_max_concurrency run at once (None: CPU count).
@@ -161,6 +173,15 @@ class Settings(BaseSettings):
             ipaddress.ip_network(cidr, strict=False)
         return value
 
+    @field_validator("audit_retention_days")
+    @classmethod
+    def _audit_retention_at_least_six_years(cls, value: int) -> int:
+        if value < AUDIT_MIN_RETENTION_DAYS:
+            raise ValueError(
+                f"audit_retention_days must be at least {AUDIT_MIN_RETENTION_DAYS} (six years)"
+            )
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -173,6 +194,14 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.env is Environment.DEVELOPMENT
+
+    @property
+    def audit_checkpoint_path(self) -> Path:
+        return self.audit_checkpoint_dir or self.var_dir / "audit-checkpoints"
+
+    @property
+    def audit_archive_path(self) -> Path:
+        return self.audit_archive_dir or self.var_dir / "audit-archive"
 
     @property
     def uses_sqlite(self) -> bool:
