@@ -25,12 +25,14 @@ depends_on: str | Sequence[str] | None = None
 # NEW_AUTH, NEW_DATABASE and BILLING share one bucket group so the strategy's "25 % of users"
 # is the same quarter of users on every new-path flag.
 ROLLOUT_GROUP = "v3-rollout"
+# (key, bucket group, requires, percent, description). Global switches start at 100 % so that
+# turning them on reaches everyone; the new-path flags start at 0 % (on + allow list = beta).
 SEED_FLAGS = [
-    ("NEW_AUTH", ROLLOUT_GROUP, [], "Sign-in of legacy users against the new identity store"),
-    ("NEW_DATABASE", ROLLOUT_GROUP, [], "User documents served from the database"),
-    ("BILLING", ROLLOUT_GROUP, ["NEW_DATABASE"], "Subscriptions, invoices and entitlements"),
-    ("SHADOW_WRITES", None, [], "Copy every document write to the other store"),
-    ("FALLBACK", None, [], "Serve a failed new-path request through the legacy path"),
+    ("NEW_AUTH", ROLLOUT_GROUP, [], 0, "Sign-in of legacy users against the new identity store"),
+    ("NEW_DATABASE", ROLLOUT_GROUP, [], 0, "User documents served from the database"),
+    ("BILLING", ROLLOUT_GROUP, ["NEW_DATABASE"], 0, "Subscriptions, invoices, entitlements"),
+    ("SHADOW_WRITES", None, [], 100, "Copy every document write to the other store"),
+    ("FALLBACK", None, [], 100, "Serve a failed new-path request through the legacy path"),
 ]
 
 
@@ -117,7 +119,7 @@ def upgrade() -> None:
             {
                 "key": key,
                 "enabled": False,
-                "rollout_percent": 0,
+                "rollout_percent": percent,
                 "allow_user_ids": [],
                 "deny_user_ids": [],
                 "allow_org_ids": [],
@@ -129,7 +131,7 @@ def upgrade() -> None:
                 "created_at": now,
                 "updated_at": now,
             }
-            for key, group, requires, description in SEED_FLAGS
+            for key, group, requires, percent, description in SEED_FLAGS
         ],
     )
     op.bulk_insert(config_state, [{"id": 1, "version": 1, "updated_at": now}])

@@ -14,6 +14,8 @@ from fastapi import FastAPI
 from aayu_accounts import __version__
 from aayu_accounts.api import include_routers
 from aayu_accounts.config import Settings, get_settings
+from aayu_accounts.crypto.keyring import Keyring
+from aayu_accounts.crypto.keyring.runtime import start_keyring
 from aayu_accounts.db import Database, add_statement_observer
 from aayu_accounts.errors import PROBLEM_CONTENT_TYPE, install_error_handlers
 from aayu_accounts.jobs import LeaderElector, Scheduler, Worker, queue_stats
@@ -24,6 +26,7 @@ from aayu_accounts.kit.asgi import (
 )
 from aayu_accounts.log_config import configure_logging
 from aayu_accounts.observability import metrics
+from aayu_accounts.rollout import wiring as rollout_wiring
 
 log = structlog.get_logger(__name__)
 
@@ -76,8 +79,14 @@ def _job_queue_refresher(db: Database) -> Callable[[], Awaitable[None]]:
     return refresh
 
 
-def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
-    """Build the application. ``database`` lets tests bind it to their own connection."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    keyring: Keyring | None = None,
+) -> FastAPI:
+    """Build the application. ``database`` lets tests bind it to their own connection;
+    ``keyring`` lets them share the keyring their fixtures encrypt with."""
     settings = settings or get_settings()
     settings.check_production()
     configure_logging(settings.log_level, json=settings.log_json)
@@ -86,8 +95,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owns_db = database is None
         app.state.db = database or Database.from_settings(settings)
+        # Keys before anything that may read or write encrypted fields.
+        app.state.keyring_runtime = await start_keyring(settings, app.state.db, keyring=keyring)
         add_statement_observer(app.state.db.engine, metrics.observe_statement)
         app.state.metrics_refreshers.append(_job_queue_refresher(app.state.db))
+        # Flag listeners start here, after any fork of the server's workers (NOTES.md).
+        await app.state.flag_runtime.start(app.state.db)
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if settings.run_worker_in_process:
@@ -100,6 +113,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, timeout=5)
+            await app.state.flag_runtime.stop()
+            await app.state.keyring_runtime.stop()
             if owns_db:
                 await app.state.db.dispose()
             log.info("app.stopped")
@@ -115,6 +130,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.periodic_registrations = []
     app.state.metrics_refreshers = []
     app.state.readiness_checks = {}
+    rollout_wiring.install(app, settings)
     install_error_handlers(app)
     include_routers(app)
     # Added innermost first: the request context wraps everything, so every response

@@ -1,0 +1,1 @@
+"""Feature flags: definitions, an immutable in-process snapshot, fan-out, admin service."""

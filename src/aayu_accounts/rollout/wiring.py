@@ -1,0 +1,43 @@
+"""How the rollout plugs into the application (called from ``app.py``, the composition root)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from aayu_accounts.config import Settings
+from aayu_accounts.db import Database
+from aayu_accounts.jobs import Scheduler
+from aayu_accounts.rollout.flag import service as flag_service
+from aayu_accounts.rollout.flag.runtime import FlagRuntime
+from aayu_accounts.rollout.settings import RolloutSettings
+
+SCHEDULE_PERIOD_SECONDS = 15.0
+
+
+async def apply_flag_schedule(db: Database) -> None:
+    async with db.session_scope() as session:
+        await flag_service.apply_due_steps(session)
+
+
+def register_periodic(scheduler: Scheduler, _settings: Settings) -> None:
+    """Leader-only duties of the rollout."""
+    scheduler.every(SCHEDULE_PERIOD_SECONDS, "rollout.flag_schedule", apply_flag_schedule)
+
+
+def install(app: FastAPI, settings: Settings, rollout: RolloutSettings | None = None) -> None:
+    """Attach the flag runtime, its readiness detail and the leader duties to ``app``."""
+    runtime = FlagRuntime(settings, rollout)
+    app.state.flag_runtime = runtime
+
+    async def flags_ready(_request: Request) -> dict[str, Any]:
+        return runtime.readiness()
+
+    app.state.readiness_checks["flags"] = flags_ready
+    app.state.periodic_registrations.append(register_periodic)
+
+
+def flag_runtime(app: FastAPI) -> FlagRuntime:
+    runtime: FlagRuntime = app.state.flag_runtime
+    return runtime

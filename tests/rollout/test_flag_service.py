@@ -1,0 +1,143 @@
+"""Flag administration: seeded flags, audited changes, versions, dependencies, schedules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from aayu_accounts.audit.actions import AuditAction
+from aayu_accounts.audit.service import Actor
+from aayu_accounts.db import Database
+from aayu_accounts.kit.clock import FrozenClock
+from aayu_accounts.models.audit_event import AuditEvent
+from aayu_accounts.rollout.flag import loader, service
+from aayu_accounts.rollout.flag.errors import FlagDependencyInvalid, FlagNotFound
+from aayu_accounts.rollout.flag.plan import strategy_plan
+from aayu_accounts.rollout.flag.schemas import FlagUpdate, TargetList
+from aayu_accounts.rollout.flag.snapshot import BUILTIN_FLAGS
+
+ADMIN = Actor.user("admin-1")
+
+
+async def test_migration_seeds_the_five_flags_off(db: Database) -> None:
+    async with db.session_scope(write=False) as session:
+        flags = {f.key: f for f in await service.list_flags(session)}
+        snapshot = await loader.load_snapshot(session)
+    assert set(BUILTIN_FLAGS) <= set(flags)
+    assert not any(flags[key].enabled for key in BUILTIN_FLAGS)
+    assert flags["BILLING"].requires == ["NEW_DATABASE"]
+    assert snapshot.version >= 1
+    assert not any(snapshot.evaluate_all(user_id="someone").values())
+
+
+async def test_change_is_audited_with_old_and_new_and_bumps_version(db: Database) -> None:
+    async with db.session_scope() as session:
+        before = await loader.current_version(session)
+        view = await service.update_flag(
+            session,
+            "NEW_AUTH",
+            FlagUpdate(enabled=True, rollout_percent=10, allow=TargetList(user_ids=["beta-1"])),
+            actor=ADMIN,
+        )
+        after = await loader.current_version(session)
+        events = (
+            await session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == AuditAction.FLAG_UPDATED.value,
+                    AuditEvent.target_id == "NEW_AUTH",
+                )
+            )
+        ).all()
+    assert view.enabled
+    assert view.rollout_percent == 10
+    assert after == before + 1
+    assert len(events) == 1
+    event = events[0]
+    assert event.actor_id == "admin-1"
+    assert event.details["old"]["enabled"] is False
+    assert event.details["new"]["enabled"] is True
+    assert event.details["new"]["rollout_percent"] == 10
+    assert event.details["new"]["allow"]["user_ids"] == ["beta-1"]
+    assert event.details["config_version"] == after
+
+
+async def test_no_op_change_neither_audits_nor_bumps(db: Database) -> None:
+    async with db.session_scope() as session:
+        before = await loader.current_version(session)
+        await service.update_flag(session, "FALLBACK", FlagUpdate(enabled=False), actor=ADMIN)
+        assert await loader.current_version(session) == before
+
+
+async def test_new_flag_created_and_dependencies_checked(db: Database) -> None:
+    async with db.session_scope() as session:
+        created = await service.update_flag(
+            session, "NEW_REPORTS", FlagUpdate(requires=["NEW_DATABASE"]), actor=ADMIN
+        )
+        assert created.requires == ["NEW_DATABASE"]
+        with pytest.raises(FlagDependencyInvalid):
+            await service.update_flag(
+                session, "NEW_DATABASE", FlagUpdate(requires=["NEW_REPORTS"]), actor=ADMIN
+            )
+        with pytest.raises(FlagDependencyInvalid):
+            await service.update_flag(session, "X1", FlagUpdate(requires=["NOPE"]), actor=ADMIN)
+        with pytest.raises(FlagNotFound):
+            await service.get_flag(session, "NOPE")
+
+
+async def test_strategy_plan_applied_by_the_scheduler_on_its_days(
+    db: Database, frozen_clock: FrozenClock
+) -> None:
+    day_zero = datetime(2027, 1, 1, tzinfo=UTC)
+    frozen_clock.set(day_zero)
+    async with db.session_scope() as session:
+        for key, steps in strategy_plan(day_zero).items():
+            await service.update_flag(session, key, FlagUpdate(schedule=steps), actor=ADMIN)
+
+    async def state_on(day: int, hours: int = 1) -> dict[str, tuple[bool, int]]:
+        frozen_clock.set(day_zero + timedelta(days=day, hours=hours))
+        async with db.session_scope() as session:
+            await service.apply_due_steps(session)
+            snapshot = await loader.load_snapshot(session)
+        return {
+            k: (snapshot.flags[k].enabled, snapshot.flags[k].rollout_percent)
+            for k in ("NEW_AUTH", "NEW_DATABASE", "BILLING")
+        }
+
+    assert await state_on(14) == {
+        "NEW_AUTH": (False, 0),
+        "NEW_DATABASE": (False, 0),
+        "BILLING": (False, 0),
+    }
+    assert (await state_on(15))["NEW_AUTH"] == (True, 10)
+    assert await state_on(17) == {
+        "NEW_AUTH": (True, 25),
+        "NEW_DATABASE": (True, 25),
+        "BILLING": (False, 0),
+    }
+    assert (await state_on(19))["NEW_DATABASE"] == (True, 50)
+    assert await state_on(21) == {
+        "NEW_AUTH": (True, 100),
+        "NEW_DATABASE": (True, 100),
+        "BILLING": (True, 100),
+    }
+    async with db.session_scope(write=False) as session:
+        schedule = (await service.get_flag(session, "NEW_AUTH")).schedule
+        scheduler_events = (
+            await session.scalars(select(AuditEvent).where(AuditEvent.actor_id == "flag-scheduler"))
+        ).all()
+    assert [s.outcome for s in schedule] == ["applied"] * 4
+    assert len(scheduler_events) == 4 + 3 + 1
+
+
+async def test_steps_not_yet_due_are_not_applied(db: Database, frozen_clock: FrozenClock) -> None:
+    day_zero = frozen_clock.now()
+    async with db.session_scope() as session:
+        await service.update_flag(
+            session,
+            "NEW_AUTH",
+            FlagUpdate(schedule=strategy_plan(day_zero)["NEW_AUTH"]),
+            actor=ADMIN,
+        )
+        assert await service.apply_due_steps(session) == []
