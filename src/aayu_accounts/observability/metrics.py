@@ -60,6 +60,7 @@ def observe_statement(seconds: float) -> None:
 def observe_job(kind: str, outcome: str) -> None:
     JOBS_PROCESSED.labels(kind, outcome).inc()
 
+
 # --- rollout: flags, the two paths, shadow writes, auto-rollback ----------------------
 FLAG_CONFIG_VERSION = Gauge(
     "aayu_flag_config_version", "Version of the flag configuration this instance applied"
@@ -105,3 +106,21 @@ AUTO_ROLLBACK_VERDICTS = Counter(
 )
 ROLLBACKS = Counter("aayu_rollbacks_total", "Rollbacks executed, by kind", ["kind"])
 ALERTS = Counter("aayu_alerts_total", "Alerts raised, by severity and name", ["severity", "name"])
+
+# Audit trail
+AUDIT_EXPORTS = Counter(
+    "aayu_audit_exports_total", "Audit exports, by format and outcome", ["format", "outcome"]
+)
+AUDIT_EXPORTED_EVENTS = Counter("aayu_audit_exported_events_total", "Audit events exported")
+AUDIT_CHECKPOINTS = Counter(
+    "aayu_audit_checkpoints_total", "Audit checkpoints written, by outcome", ["outcome"]
+)
+AUDIT_CHECKPOINT_GAPS = Counter(
+    "aayu_audit_checkpoint_gaps_total", "Checkpoint gaps found (longer than twice the interval)"
+)
+AUDIT_LAST_CHECKPOINT = Gauge(
+    "aayu_audit_last_checkpoint_timestamp_seconds", "Unix time of the last audit checkpoint"
+)
+AUDIT_ARCHIVED_EVENTS = Counter(
+    "aayu_audit_archived_events_total", "Audit events archived and removed by retention"
+)
