@@ -17,7 +17,11 @@ from prometheus_client import Counter, Gauge, Histogram
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
 DB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0)
 
-START_TIME = Gauge("aayu_process_start_time_seconds", "Unix time the process started")
+START_TIME = Gauge(
+    "aayu_process_start_time_seconds",
+    "Unix time the process started",
+    multiprocess_mode="min",
+)
 START_TIME.set(time.time())
 
 HTTP_REQUEST_DURATION = Histogram(
@@ -40,11 +44,19 @@ DB_QUERY_DURATION = Histogram(
 JOBS_PROCESSED = Counter(
     "aayu_jobs_processed_total", "Background jobs run, by kind and outcome", ["kind", "outcome"]
 )
-JOB_QUEUE_DEPTH = Gauge("aayu_job_queue_depth", "Jobs waiting, by status", ["status"])
-JOB_QUEUE_OLDEST_AGE = Gauge(
-    "aayu_job_queue_oldest_age_seconds", "Age of the oldest job waiting to run"
+JOB_QUEUE_DEPTH = Gauge(
+    "aayu_job_queue_depth", "Jobs waiting, by status", ["status"], multiprocess_mode="mostrecent"
 )
-IS_LEADER = Gauge("aayu_leader", "1 while this process holds leadership for singleton duties")
+JOB_QUEUE_OLDEST_AGE = Gauge(
+    "aayu_job_queue_oldest_age_seconds",
+    "Age of the oldest job waiting to run",
+    multiprocess_mode="mostrecent",
+)
+IS_LEADER = Gauge(
+    "aayu_leader",
+    "1 while this process holds leadership for singleton duties",
+    multiprocess_mode="livemax",
+)
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
@@ -63,11 +75,15 @@ def observe_job(kind: str, outcome: str) -> None:
 
 # --- rollout: flags, the two paths, shadow writes, auto-rollback ----------------------
 FLAG_CONFIG_VERSION = Gauge(
-    "aayu_flag_config_version", "Version of the flag configuration this instance applied"
+    "aayu_flag_config_version",
+    "Version of the flag configuration this instance applied",
+    # The lowest version any live worker applied: a laggard shows up.
+    multiprocess_mode="livemin",
 )
 FLAG_SNAPSHOT_AGE = Gauge(
     "aayu_flag_snapshot_age_seconds",
     "Seconds since this instance last confirmed its flag snapshot is current",
+    multiprocess_mode="livemax",
 )
 FLAG_UPDATES = Counter(
     "aayu_flag_updates_total",
@@ -94,10 +110,14 @@ SHADOW_WRITES = Counter(
     "aayu_shadow_writes_total", "Shadow writes to the non-authoritative store", ["outcome"]
 )
 SHADOW_DIVERGENCES = Gauge(
-    "aayu_shadow_divergences", "Documents that differ between the stores at the last reconcile"
+    "aayu_shadow_divergences",
+    "Documents that differ between the stores at the last reconcile",
+    multiprocess_mode="mostrecent",
 )
 LEGACY_USERS_MIGRATED = Gauge(
-    "aayu_legacy_users_migrated_ratio", "Share of v2.5 users present in the new identity store"
+    "aayu_legacy_users_migrated_ratio",
+    "Share of v2.5 users present in the new identity store",
+    multiprocess_mode="mostrecent",
 )
 AUTO_ROLLBACK_VERDICTS = Counter(
     "aayu_auto_rollback_verdicts_total",
@@ -119,8 +139,108 @@ AUDIT_CHECKPOINT_GAPS = Counter(
     "aayu_audit_checkpoint_gaps_total", "Checkpoint gaps found (longer than twice the interval)"
 )
 AUDIT_LAST_CHECKPOINT = Gauge(
-    "aayu_audit_last_checkpoint_timestamp_seconds", "Unix time of the last audit checkpoint"
+    "aayu_audit_last_checkpoint_timestamp_seconds",
+    "Unix time of the last audit checkpoint",
+    multiprocess_mode="max",
 )
 AUDIT_ARCHIVED_EVENTS = Counter(
     "aayu_audit_archived_events_total", "Audit events archived and removed by retention"
 )
+
+
+# --- the strategy's list: reliability, business and security signals ------------------
+# Declared here so the areas that own the events increment them; the alert rules in
+# observability/alert/rules.py and the exported Prometheus rules read these names.
+AUTH_LOGIN_FAILURES = Counter(
+    "aayu_auth_login_failures_total",
+    "Failed sign-ins (failed.logins), by reason (invalid_credentials, captcha, locked, mfa)",
+    ["reason"],
+)
+AUTH_FAILURES = Counter(
+    "aayu_auth_failures_total",
+    "Refused authentications of any kind (bad token, expired session, bad API key), by kind",
+    ["kind"],
+)
+SIGNUPS = Counter("aayu_signups_total", "Accounts registered (user.signups)")
+ACTIVE_SESSIONS = Gauge(
+    "aayu_active_sessions",
+    "Sessions alive (not revoked, not expired) at the last count",
+    multiprocess_mode="mostrecent",
+)
+BILLING_PAYMENTS = Counter(
+    "aayu_billing_payments_total",
+    "Payment attempts by outcome (succeeded, failed): billing.failures is the failed share",
+    ["outcome"],
+)
+SUSPICIOUS_EVENTS = Counter(
+    "aayu_suspicious_events_total",
+    "Suspicious activity, by kind (lockout, bad_signature, csrf_failure, replay, brute_force)",
+    ["kind"],
+)
+DATA_EXPORTS = Counter(
+    "aayu_data_exports_total", "Data exports (user data, audit), by kind", ["kind"]
+)
+RATE_LIMIT_REFUSALS = Counter(
+    "aayu_rate_limit_refusals_total",
+    "Requests refused with 429, by scope (user, ip, service_client, login)",
+    ["scope"],
+)
+AUDIT_CHAIN_VALID = Gauge(
+    "aayu_audit_chain_valid",
+    "1 when the last audit chain verification passed, 0 when it found a break",
+    multiprocess_mode="livemin",
+)
+DB_POOL_CONNECTIONS = Gauge(
+    "aayu_db_pool_connections",
+    "Database pool connections by state (checked_out, idle, overflow) and the pool size",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+DB_UP = Gauge(
+    "aayu_db_up",
+    "1 when the last periodic database health check answered, else 0",
+    multiprocess_mode="livemin",
+)
+REDIS_UP = Gauge(
+    "aayu_redis_up",
+    "1 when Redis answered the last health check, 0 when limits run in-process",
+    multiprocess_mode="livemin",
+)
+CIRCUIT_BREAKER_STATE = Gauge(
+    "aayu_circuit_breaker_state",
+    "Breaker state per outbound dependency: 0 closed, 1 half-open, 2 open",
+    ["dependency"],
+    multiprocess_mode="livemax",
+)
+DEPENDENCY_CALLS = Counter(
+    "aayu_dependency_calls_total",
+    "Calls to outbound dependencies by outcome (ok, error, rejected, timeout)",
+    ["dependency", "outcome"],
+)
+DISK_USAGE = Gauge(
+    "aayu_disk_usage_ratio", "Used share of the data volume (0-1)", multiprocess_mode="max"
+)
+MEMORY_USAGE = Gauge(
+    "aayu_memory_usage_ratio", "Used share of the host memory (0-1)", multiprocess_mode="max"
+)
+ALERTS_FIRING = Gauge(
+    "aayu_alerts_firing",
+    "Alerts currently firing, by severity (as the leader last evaluated)",
+    ["severity"],
+    multiprocess_mode="livemax",
+)
+ALERT_NOTIFICATIONS = Counter(
+    "aayu_alert_notifications_total",
+    "Alert notifications delivered, by channel and outcome",
+    ["channel", "outcome"],
+)
+
+BREAKER_STATE_VALUES = {"closed": 0, "half-open": 1, "open": 2}
+
+
+def observe_breaker_state(dependency: str, state: str) -> None:
+    CIRCUIT_BREAKER_STATE.labels(dependency).set(BREAKER_STATE_VALUES.get(state, 2))
+
+
+def observe_dependency_call(dependency: str, outcome: str) -> None:
+    DEPENDENCY_CALLS.labels(dependency, outcome).inc()
