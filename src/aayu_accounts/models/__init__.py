@@ -17,6 +17,8 @@ from aayu_accounts.models.mfa_challenge import MfaChallenge
 from aayu_accounts.models.organization import Organization
 from aayu_accounts.models.outbox_email import OutboxEmail
 from aayu_accounts.models.recovery_code import RecoveryCode
+from aayu_accounts.models.service_client import ServiceClient
+from aayu_accounts.models.service_client_secret import ServiceClientSecret
 from aayu_accounts.models.user import User
 from aayu_accounts.models.user_document import UserDocument
 
@@ -38,6 +40,8 @@ __all__ = [
     "Organization",
     "OutboxEmail",
     "RecoveryCode",
+    "ServiceClient",
+    "ServiceClientSecret",
     "User",
     "UserDocument",
 ]
