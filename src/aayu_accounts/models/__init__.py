@@ -10,13 +10,18 @@ from aayu_accounts.models.flag_config_state import FlagConfigState
 from aayu_accounts.models.flag_schedule_step import FlagScheduleStep
 from aayu_accounts.models.incident import Incident
 from aayu_accounts.models.invitation import Invitation
+from aayu_accounts.models.invoice import Invoice
 from aayu_accounts.models.job import Job
 from aayu_accounts.models.leader_lease import LeaderLease
 from aayu_accounts.models.membership import Membership
 from aayu_accounts.models.mfa_challenge import MfaChallenge
 from aayu_accounts.models.organization import Organization
 from aayu_accounts.models.outbox_email import OutboxEmail
+from aayu_accounts.models.plan import Plan
 from aayu_accounts.models.recovery_code import RecoveryCode
+from aayu_accounts.models.stripe_event import StripeEvent
+from aayu_accounts.models.subscription import Subscription
+from aayu_accounts.models.usage_event import UsageEvent
 from aayu_accounts.models.service_client import ServiceClient
 from aayu_accounts.models.service_client_secret import ServiceClientSecret
 from aayu_accounts.models.user import User
@@ -33,13 +38,18 @@ __all__ = [
     "FlagScheduleStep",
     "Incident",
     "Invitation",
+    "Invoice",
     "Job",
     "LeaderLease",
     "Membership",
     "MfaChallenge",
     "Organization",
     "OutboxEmail",
+    "Plan",
     "RecoveryCode",
+    "StripeEvent",
+    "Subscription",
+    "UsageEvent",
     "ServiceClient",
     "ServiceClientSecret",
     "User",
