@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     stripe_api_key: str | None = None
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = None
+    # Billing: a past_due clinic keeps full access this long while payment is retried.
+    billing_grace_days: int = Field(default=7, ge=0)
+    # How long an instance trusts its cached entitlements (changes made on this instance
+    # invalidate at once; this bounds staleness from other instances).
+    entitlement_cache_seconds: float = Field(default=5.0, ge=0)
+    # The plan catalog as JSON (a list of plans); None uses the built-in catalog.
+    billing_plans_file: Path | None = None
     secrets_provider: SecretsProvider = SecretsProvider.FILE
     secrets_dir: Path = Path("./var/secrets")
     metrics_token: str | None = None
