@@ -14,10 +14,11 @@ from fastapi import FastAPI
 
 from aayu_accounts.app import create_app
 from aayu_accounts.config import Settings
+from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
 from aayu_accounts.kit import clock
 
-pytest_plugins = ["tests.fixtures.database"]
+pytest_plugins = ["tests.fixtures.database", "tests.fixtures.crypto"]
 
 _ran_on: Counter[str] = Counter()
 _backend_of: dict[str, str] = {}
@@ -31,8 +32,8 @@ def frozen_clock() -> Iterator[clock.FrozenClock]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def app(settings: Settings, db: Database) -> AsyncIterator[FastAPI]:
-    application = create_app(settings, database=db)
+async def app(settings: Settings, db: Database, keyring: Keyring) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, database=db, keyring=keyring)
     async with LifespanManager(application):
         yield application
 

@@ -78,6 +78,24 @@ class Settings(BaseSettings):
     billing_plans_file: Path | None = None
     secrets_provider: SecretsProvider = SecretsProvider.FILE
     secrets_dir: Path = Path("./var/secrets")
+    # Secret store (crypto/secret_store): remote providers, cache and resilience.
+    vault_url: str | None = None
+    vault_token: str | None = None
+    vault_mount: str = "secret"
+    vault_path_prefix: str = "aayu-accounts/"
+    vault_namespace: str | None = None
+    azure_key_vault_url: str | None = None
+    secret_store_timeout_seconds: float = Field(default=5.0, gt=0)
+    secret_store_retries: int = Field(default=3, ge=0)
+    secret_store_breaker_failures: int = Field(default=5, ge=1)
+    secret_store_breaker_reset_seconds: float = Field(default=30.0, gt=0)
+    secret_cache_ttl_seconds: float = Field(default=300.0, ge=0)
+    # How long a cached secret keeps being served while the provider is down.
+    secret_stale_seconds: float = Field(default=3600.0, ge=0)
+    # Keyring: how often a process reloads key versions, and how long a new version waits
+    # (published, verifying) before it signs/encrypts; must exceed the refresh interval.
+    keyring_refresh_seconds: float = Field(default=30.0, gt=0)
+    key_activation_delay_seconds: float = Field(default=120.0, ge=0)
     metrics_token: str | None = None
     public_url: str = "http://127.0.0.1:8000"
     legacy_auth_file: Path | None = None
@@ -234,6 +252,21 @@ class Settings(BaseSettings):
                 problems.append("AAYU_STRIPE_WEBHOOK_SECRET is unset")
         if self.secrets_provider is SecretsProvider.ENV:
             problems.append("AAYU_SECRETS_PROVIDER=env is for development only")
+        if self.secrets_provider is SecretsProvider.VAULT and not (
+            self.vault_url and self.vault_url.startswith("https://")
+        ):
+            problems.append("AAYU_VAULT_URL must be an https:// URL with the vault provider")
+        if self.secrets_provider is SecretsProvider.AZURE and not (
+            self.azure_key_vault_url and self.azure_key_vault_url.startswith("https://")
+        ):
+            problems.append(
+                "AAYU_AZURE_KEY_VAULT_URL must be an https:// URL with the azure provider"
+            )
+        if self.key_activation_delay_seconds <= self.keyring_refresh_seconds:
+            problems.append(
+                "AAYU_KEY_ACTIVATION_DELAY_SECONDS must exceed AAYU_KEYRING_REFRESH_SECONDS, "
+                "or other instances meet keys they have not loaded yet"
+            )
         if self.secrets_provider is SecretsProvider.FILE and _is_generated_dev_dir(
             self.secrets_dir, self.var_dir
         ):

@@ -12,6 +12,7 @@ from aayu_accounts.models.incident import Incident
 from aayu_accounts.models.invitation import Invitation
 from aayu_accounts.models.invoice import Invoice
 from aayu_accounts.models.job import Job
+from aayu_accounts.models.key_version import KeyVersionRecord
 from aayu_accounts.models.leader_lease import LeaderLease
 from aayu_accounts.models.membership import Membership
 from aayu_accounts.models.mfa_challenge import MfaChallenge
@@ -40,6 +41,7 @@ __all__ = [
     "Invitation",
     "Invoice",
     "Job",
+    "KeyVersionRecord",
     "LeaderLease",
     "Membership",
     "MfaChallenge",
