@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     db_statement_timeout_seconds: float = Field(default=10.0, gt=0)
     db_slow_statement_seconds: float = Field(default=1.0, gt=0)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    # Resilience (kit/resilience.py): the strategy's 30 s database health check, and breakers
+    # that make requests fail fast with 503 while a dependency is down.
+    db_health_check_seconds: float = Field(default=30.0, gt=0)
+    db_breaker_failures: int = Field(default=3, ge=1)
+    db_breaker_reset_seconds: float = Field(default=5.0, gt=0)
+    redis_timeout_seconds: float = Field(default=0.5, gt=0)
+    redis_health_check_seconds: float = Field(default=5.0, gt=0)
+    redis_breaker_reset_seconds: float = Field(default=5.0, gt=0)
+
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -183,6 +192,31 @@ class Settings(BaseSettings):
     terms_version: str = "2026-11-01"
     privacy_version: str = "2026-11-01"
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # Alerts (observability/alert): channels, grouping and repeat intervals. Webhook bodies are
+    # signed with HMAC-SHA256 under alert_webhook_secret (header X-Aayu-Signature).
+    alert_webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    alert_webhook_secret: str | None = None
+    alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    alert_email_recipients: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    alert_log: bool = True
+    alert_evaluate_seconds: float = Field(default=30.0, gt=0)
+    alert_group_wait_seconds: float = Field(default=10.0, ge=0)
+    alert_repeat_critical_seconds: int = Field(default=900, ge=1)
+    alert_repeat_high_seconds: int = Field(default=3600, ge=1)
+    alert_repeat_medium_seconds: int = Field(default=14400, ge=1)
+    alert_repeat_low_seconds: int = Field(default=86400, ge=1)
+    alert_daily_summary_hour_utc: int = Field(default=8, ge=0, le=23)
+    # The strategy's "failed logins spike": more than this many failures in one minute.
+    alert_failed_logins_per_minute: int = Field(default=10, ge=1)
+
+    @field_validator("alert_webhook_urls", "alert_email_recipients", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -274,6 +308,14 @@ class Settings(BaseSettings):
                 "AAYU_SECRETS_DIR points at the generated development secrets; "
                 "mount real secrets (e.g. /run/secrets) or use vault/azure"
             )
+        if self.alert_webhook_urls and (
+            not self.alert_webhook_secret or len(self.alert_webhook_secret) < 32
+        ):
+            problems.append(
+                "AAYU_ALERT_WEBHOOK_SECRET must be at least 32 characters to sign alert webhooks"
+            )
+        if any(not url.startswith("https://") for url in self.alert_webhook_urls):
+            problems.append("AAYU_ALERT_WEBHOOK_URLS must all be https:// URLs in production")
         if not self.metrics_token:
             problems.append("AAYU_METRICS_TOKEN is unset; /metrics would be public")
         elif len(self.metrics_token) < 32:
