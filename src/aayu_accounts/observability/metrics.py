@@ -244,3 +244,25 @@ def observe_breaker_state(dependency: str, state: str) -> None:
 
 def observe_dependency_call(dependency: str, outcome: str) -> None:
     DEPENDENCY_CALLS.labels(dependency, outcome).inc()
+
+
+# --- api security: signed requests, rate limits, CSRF ---------------------------------
+SIGNATURE_REFUSALS = Counter(
+    "aayu_signature_refusals_total",
+    "Signed service requests refused, by refusal code (signature_missing, ...)",
+    ["code"],
+)
+SIGNED_REQUESTS = Counter(
+    "aayu_signed_requests_total", "Signed service requests whose signature was accepted"
+)
+RATE_LIMITED = Counter(
+    "aayu_rate_limited_total",
+    "Requests refused with 429 by the API rate limits, by scope (user, ip, service_client)",
+    ["scope"],
+)
+CSRF_FAILURES = Counter("aayu_csrf_failures_total", "Cookie-authenticated requests refused (CSRF)")
+REDIS_FALLBACKS = Counter(
+    "aayu_redis_fallbacks_total",
+    "Times a component fell back to in-process state because Redis failed",
+    ["component"],
+)
