@@ -246,7 +246,7 @@ def observe_dependency_call(dependency: str, outcome: str) -> None:
     DEPENDENCY_CALLS.labels(dependency, outcome).inc()
 
 
-# --- api security: signed requests, rate limits, CSRF ---------------------------------
+# --- api security: signed requests and Redis fallbacks -----------------------------------------
 SIGNATURE_REFUSALS = Counter(
     "aayu_signature_refusals_total",
     "Signed service requests refused, by refusal code (signature_missing, ...)",
@@ -255,12 +255,7 @@ SIGNATURE_REFUSALS = Counter(
 SIGNED_REQUESTS = Counter(
     "aayu_signed_requests_total", "Signed service requests whose signature was accepted"
 )
-RATE_LIMITED = Counter(
-    "aayu_rate_limited_total",
-    "Requests refused with 429 by the API rate limits, by scope (user, ip, service_client)",
-    ["scope"],
-)
-CSRF_FAILURES = Counter("aayu_csrf_failures_total", "Cookie-authenticated requests refused (CSRF)")
+# 429s are counted in RATE_LIMIT_REFUSALS, CSRF refusals in SUSPICIOUS_EVENTS (above).
 REDIS_FALLBACKS = Counter(
     "aayu_redis_fallbacks_total",
     "Times a component fell back to in-process state because Redis failed",
