@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.service import Actor
-from aayu_accounts.db import Database
+from aayu_accounts.db import Database, create_engine
 from aayu_accounts.kit.clock import FrozenClock
 from aayu_accounts.models.audit_event import AuditEvent
 from aayu_accounts.rollout.flag import loader, service
@@ -17,12 +18,13 @@ from aayu_accounts.rollout.flag.errors import FlagDependencyInvalid, FlagNotFoun
 from aayu_accounts.rollout.flag.plan import strategy_plan
 from aayu_accounts.rollout.flag.schemas import FlagUpdate, TargetList
 from aayu_accounts.rollout.flag.snapshot import BUILTIN_FLAGS
+from tests.fixtures.database import make_settings
 
 ADMIN = Actor.user("admin-1")
 
 
-async def test_migration_seeds_the_five_flags_off(db: Database) -> None:
-    async with db.session_scope(write=False) as session:
+async def test_builtin_flags_are_off(seeded_db: Database) -> None:
+    async with seeded_db.session_scope(write=False) as session:
         flags = {f.key: f for f in await service.list_flags(session)}
         snapshot = await loader.load_snapshot(session)
     assert set(BUILTIN_FLAGS) <= set(flags)
@@ -32,8 +34,8 @@ async def test_migration_seeds_the_five_flags_off(db: Database) -> None:
     assert not any(snapshot.evaluate_all(user_id="someone").values())
 
 
-async def test_change_is_audited_with_old_and_new_and_bumps_version(db: Database) -> None:
-    async with db.session_scope() as session:
+async def test_change_is_audited_with_old_and_new_and_bumps_version(seeded_db: Database) -> None:
+    async with seeded_db.session_scope() as session:
         before = await loader.current_version(session)
         view = await service.update_flag(
             session,
@@ -63,15 +65,15 @@ async def test_change_is_audited_with_old_and_new_and_bumps_version(db: Database
     assert event.details["config_version"] == after
 
 
-async def test_no_op_change_neither_audits_nor_bumps(db: Database) -> None:
-    async with db.session_scope() as session:
+async def test_no_op_change_neither_audits_nor_bumps(seeded_db: Database) -> None:
+    async with seeded_db.session_scope() as session:
         before = await loader.current_version(session)
         await service.update_flag(session, "FALLBACK", FlagUpdate(enabled=False), actor=ADMIN)
         assert await loader.current_version(session) == before
 
 
-async def test_new_flag_created_and_dependencies_checked(db: Database) -> None:
-    async with db.session_scope() as session:
+async def test_new_flag_created_and_dependencies_checked(seeded_db: Database) -> None:
+    async with seeded_db.session_scope() as session:
         created = await service.update_flag(
             session, "NEW_REPORTS", FlagUpdate(requires=["NEW_DATABASE"]), actor=ADMIN
         )
@@ -87,17 +89,17 @@ async def test_new_flag_created_and_dependencies_checked(db: Database) -> None:
 
 
 async def test_strategy_plan_applied_by_the_scheduler_on_its_days(
-    db: Database, frozen_clock: FrozenClock
+    seeded_db: Database, frozen_clock: FrozenClock
 ) -> None:
     day_zero = datetime(2027, 1, 1, tzinfo=UTC)
     frozen_clock.set(day_zero)
-    async with db.session_scope() as session:
+    async with seeded_db.session_scope() as session:
         for key, steps in strategy_plan(day_zero).items():
             await service.update_flag(session, key, FlagUpdate(schedule=steps), actor=ADMIN)
 
     async def state_on(day: int, hours: int = 1) -> dict[str, tuple[bool, int]]:
         frozen_clock.set(day_zero + timedelta(days=day, hours=hours))
-        async with db.session_scope() as session:
+        async with seeded_db.session_scope() as session:
             await service.apply_due_steps(session)
             snapshot = await loader.load_snapshot(session)
         return {
@@ -122,7 +124,7 @@ async def test_strategy_plan_applied_by_the_scheduler_on_its_days(
         "NEW_DATABASE": (True, 100),
         "BILLING": (True, 100),
     }
-    async with db.session_scope(write=False) as session:
+    async with seeded_db.session_scope(write=False) as session:
         schedule = (await service.get_flag(session, "NEW_AUTH")).schedule
         scheduler_events = (
             await session.scalars(select(AuditEvent).where(AuditEvent.actor_id == "flag-scheduler"))
@@ -131,9 +133,11 @@ async def test_strategy_plan_applied_by_the_scheduler_on_its_days(
     assert len(scheduler_events) == 4 + 3 + 1
 
 
-async def test_steps_not_yet_due_are_not_applied(db: Database, frozen_clock: FrozenClock) -> None:
+async def test_steps_not_yet_due_are_not_applied(
+    seeded_db: Database, frozen_clock: FrozenClock
+) -> None:
     day_zero = frozen_clock.now()
-    async with db.session_scope() as session:
+    async with seeded_db.session_scope() as session:
         await service.update_flag(
             session,
             "NEW_AUTH",
@@ -141,3 +145,18 @@ async def test_steps_not_yet_due_are_not_applied(db: Database, frozen_clock: Fro
             actor=ADMIN,
         )
         assert await service.apply_due_steps(session) == []
+
+
+async def test_migration_seeds_the_five_flags(fresh_database_url: str, tmp_path: Path) -> None:
+    database = Database(create_engine(make_settings(fresh_database_url, tmp_path)))
+    try:
+        async with database.session_scope(write=False) as session:
+            flags = {f.key: f for f in await service.list_flags(session)}
+            version = await loader.current_version(session)
+    finally:
+        await database.dispose()
+    assert set(flags) == set(BUILTIN_FLAGS)
+    assert version == 1
+    assert not any(f.enabled for f in flags.values())
+    assert flags["FALLBACK"].rollout_percent == 100
+    assert flags["NEW_AUTH"].bucket_group == flags["NEW_DATABASE"].bucket_group

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from sqlalchemy import event, text
@@ -91,3 +91,29 @@ async def flush_pending_publishes() -> None:
     """Wait for after-commit publishes in flight (CLI commands call this before exiting)."""
     if _background:
         await asyncio.gather(*list(_background), return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def redis_publishing(redis_url: str | None, channel: str) -> AsyncIterator[None]:
+    """For a process without a flag runtime (a CLI command): publish its changes on Redis.
+
+    Waits for the publishes in flight before closing, so a command's change is announced
+    before the command exits.
+    """
+    if not redis_url:
+        yield
+        return
+    import redis.asyncio as redis_asyncio  # noqa: PLC0415 - only with Redis configured
+
+    client = redis_asyncio.Redis.from_url(redis_url)
+
+    async def publish(version: int) -> None:
+        await client.publish(channel, str(version))
+
+    register_publisher(publish)
+    try:
+        yield
+        await flush_pending_publishes()
+    finally:
+        unregister_publisher(publish)
+        await client.aclose()

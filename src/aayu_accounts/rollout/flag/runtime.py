@@ -48,6 +48,11 @@ class FlagRuntime:
         self._redis: Any = None
         self._publisher: Callable[[int], Awaitable[None]] | None = None
 
+    def configure(self, rollout: RolloutSettings) -> None:
+        """Replace the rollout settings (before ``start``; tests tune intervals this way)."""
+        self.rollout = rollout
+        self.store.max_staleness_seconds = rollout.flag_max_staleness_seconds
+
     @property
     def redis_channel(self) -> str:
         return fanout.redis_channel(self.settings.redis_prefix, self.rollout.flag_channel)

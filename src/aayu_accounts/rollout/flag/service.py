@@ -237,3 +237,54 @@ async def cancel_pending_steps(session: AsyncSession, keys: Sequence[str], reaso
             cancelled += 1
     await session.flush()
     return cancelled
+
+
+# The built-in flags as the migration seeds them: (key, bucket group, requires, percent, text).
+BUILTIN_DEFINITIONS: tuple[tuple[str, str | None, tuple[str, ...], int, str], ...] = (
+    ("NEW_AUTH", "v3-rollout", (), 0, "Sign-in of legacy users against the new identity store"),
+    ("NEW_DATABASE", "v3-rollout", (), 0, "User documents served from the database"),
+    ("BILLING", "v3-rollout", ("NEW_DATABASE",), 0, "Subscriptions, invoices, entitlements"),
+    ("SHADOW_WRITES", None, (), 100, "Copy every document write to the other store"),
+    ("FALLBACK", None, (), 100, "Serve a failed new-path request through the legacy path"),
+)
+
+
+async def ensure_builtin_flags(session: AsyncSession, *, actor: Actor) -> list[str]:
+    """Re-create any missing built-in flag, off (e.g. after a partial restore); idempotent."""
+    created: list[str] = []
+    for key, group, requires, percent, description in BUILTIN_DEFINITIONS:
+        if await repository.get_flag(session, key) is not None:
+            continue
+        now = clock.now()
+        session.add(
+            FeatureFlag(
+                key=key,
+                enabled=False,
+                rollout_percent=percent,
+                allow_user_ids=[],
+                deny_user_ids=[],
+                allow_org_ids=[],
+                deny_org_ids=[],
+                requires=list(requires),
+                bucket_group=group,
+                description=description,
+                owner="platform",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        await session.flush()
+        created.append(key)
+    if created:
+        version = await repository.bump_config_version(session)
+        for key in created:
+            await record(
+                session,
+                AuditAction.FLAG_CREATED,
+                actor=actor,
+                target_type="flag",
+                target_id=key,
+                details={"new": {"enabled": False}, "config_version": version},
+            )
+        await fanout.announce(session, version)
+    return created
