@@ -1,5 +1,6 @@
 """Every ORM table, one module per table; importing this package registers them all."""
 
+from aayu_accounts.models.alert import Alert
 from aayu_accounts.models.audit_archive_permit import AuditArchivePermit
 from aayu_accounts.models.audit_event import AuditEvent
 from aayu_accounts.models.auth_session import AuthSession
@@ -29,6 +30,7 @@ from aayu_accounts.models.user import User
 from aayu_accounts.models.user_document import UserDocument
 
 __all__ = [
+    "Alert",
     "AuditArchivePermit",
     "AuditEvent",
     "AuthSession",
