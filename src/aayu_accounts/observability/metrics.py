@@ -185,10 +185,11 @@ RATE_LIMIT_REFUSALS = Counter(
     "Requests refused with 429, by scope (user, ip, service_client, login)",
     ["scope"],
 )
-AUDIT_CHAIN_VALID = Gauge(
-    "aayu_audit_chain_valid",
-    "1 when the last audit chain verification passed, 0 when it found a break",
-    multiprocess_mode="livemin",
+# 0 by default, so an instance that never verified does not look broken.
+AUDIT_CHAIN_BROKEN = Gauge(
+    "aayu_audit_chain_broken",
+    "1 when the last audit chain verification found a break, 0 when it passed",
+    multiprocess_mode="livemax",
 )
 DB_POOL_CONNECTIONS = Gauge(
     "aayu_db_pool_connections",
