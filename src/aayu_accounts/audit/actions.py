@@ -87,6 +87,14 @@ class AuditAction(StrEnum):
     WEBHOOK_RECEIVED = "billing:webhook:received"
     WEBHOOK_PROCESSED = "billing:webhook:processed"
     SEATS_CHANGED = "billing:seats:changed"
+    PLAN_CHANGED = "billing:plan:changed"
+    SUBSCRIPTION_RESUMED = "billing:subscription:resumed"
+    SUBSCRIPTION_STATUS_CHANGED = "billing:subscription:status_changed"
+    PAYMENT_METHOD_UPDATED = "billing:payment_method:updated"
+    SUBSCRIPTION_RENEWED = "billing:subscription:renewed"
+    DUNNING_RESTRICTED = "billing:dunning:restricted"
+    DUNNING_RECOVERED = "billing:dunning:recovered"
+    PLANS_SEEDED = "billing:plans:seeded"
 
     @property
     def area(self) -> str:
