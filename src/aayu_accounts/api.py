@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from aayu_accounts.identity import endpoints as identity_endpoints
 from aayu_accounts.observability import endpoints as observability_endpoints
 from aayu_accounts.observability import health
 
@@ -11,3 +12,5 @@ from aayu_accounts.observability import health
 def include_routers(app: FastAPI) -> None:
     app.include_router(health.router)
     app.include_router(observability_endpoints.router)
+    for router in identity_endpoints.routers:
+        app.include_router(router)

@@ -17,7 +17,9 @@ from aayu_accounts.config import Settings, get_settings
 from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.crypto.keyring.runtime import start_keyring
 from aayu_accounts.db import Database, add_statement_observer
+from aayu_accounts.email import sender as email_sender
 from aayu_accounts.errors import PROBLEM_CONTENT_TYPE, install_error_handlers
+from aayu_accounts.identity.runtime import IdentityRuntime
 from aayu_accounts.jobs import LeaderElector, Scheduler, Worker, queue_stats
 from aayu_accounts.kit.asgi import (
     BodySizeLimitMiddleware,
@@ -101,6 +103,9 @@ def create_app(
         app.state.metrics_refreshers.append(_job_queue_refresher(app.state.db))
         # Flag listeners start here, after any fork of the server's workers (NOTES.md).
         await app.state.flag_runtime.start(app.state.db)
+        # Identity: hasher (dummy hash made now), throttles, CAPTCHA, session cache listener.
+        app.state.identity = await IdentityRuntime.start(settings)
+        email_sender.configure(settings)
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if settings.run_worker_in_process:
@@ -114,6 +119,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, timeout=5)
             await app.state.flag_runtime.stop()
+            await app.state.identity.close()
             await app.state.keyring_runtime.stop()
             if owns_db:
                 await app.state.db.dispose()

@@ -1,0 +1,1 @@
+"""invitation (identity)."""

@@ -1,0 +1,81 @@
+"""The identity area's per-process parts, built once at start-up and kept on ``app.state``.
+
+Password hasher (with its dummy hash and concurrency bound), password policy, throttles and
+their store (Redis or in-process), the CAPTCHA verifier and the session cache. Built in the
+app's lifespan, after any fork, so Redis connections and subscriber tasks belong to the
+process that uses them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from aayu_accounts.config import Settings
+from aayu_accounts.identity.auth_session.cache import SessionCache
+from aayu_accounts.identity.captcha import CaptchaVerifier, build_captcha
+from aayu_accounts.identity.password import PasswordHasher, PasswordPolicy
+from aayu_accounts.identity.throttle import (
+    LoginThrottle,
+    MfaThrottle,
+    ThrottleStore,
+    build_throttle_store,
+)
+
+
+@dataclass
+class IdentityRuntime:
+    settings: Settings
+    hasher: PasswordHasher
+    policy: PasswordPolicy
+    store: ThrottleStore
+    login_throttle: LoginThrottle
+    mfa_throttle: MfaThrottle
+    captcha: CaptchaVerifier
+    sessions: SessionCache
+    redis: Any = None
+
+    @classmethod
+    async def start(cls, settings: Settings) -> IdentityRuntime:
+        hasher = PasswordHasher.from_settings(settings)
+        await hasher.prepare()
+        store = build_throttle_store(settings)
+        redis: Any = None
+        if settings.redis_url:
+            import redis.asyncio as redis_asyncio  # noqa: PLC0415 - only with Redis configured
+
+            redis = redis_asyncio.from_url(settings.redis_url)
+        sessions = SessionCache(
+            settings.session_cache_seconds,
+            redis=redis,
+            channel=f"{settings.redis_prefix}identity:session-invalidate",
+        )
+        await sessions.start()
+        return cls(
+            settings=settings,
+            hasher=hasher,
+            policy=PasswordPolicy.from_settings(settings),
+            store=store,
+            login_throttle=LoginThrottle(store, settings),
+            mfa_throttle=MfaThrottle(store, settings),
+            captcha=build_captcha(settings, store),
+            sessions=sessions,
+            redis=redis,
+        )
+
+    async def close(self) -> None:
+        await self.sessions.stop()
+        with contextlib.suppress(Exception):
+            await self.store.aclose()
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
+        self.hasher.close()
+
+
+def get_runtime(request: Request) -> IdentityRuntime:
+    runtime: IdentityRuntime = request.app.state.identity
+    return runtime

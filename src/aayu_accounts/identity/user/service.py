@@ -1,0 +1,353 @@
+"""Accounts: sign-up, email verification, password reset and change, the caller's profile.
+
+Sign-up and reset requests answer the same whatever the address: the work done is the same
+too (a password is hashed on sign-up whether or not the address is taken), and the owner of a
+taken address learns about the attempt by email instead of the requester learning it here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aayu_accounts.audit.actions import AuditAction
+from aayu_accounts.audit.service import Actor, record
+from aayu_accounts.email.service import queue_email
+from aayu_accounts.identity.auth_session import service as session_service
+from aayu_accounts.identity.errors import CurrentPasswordWrong, PasswordTooWeak, TokenInvalid
+from aayu_accounts.identity.membership import repository as membership_repository
+from aayu_accounts.identity.permissions import Role
+from aayu_accounts.identity.runtime import IdentityRuntime
+from aayu_accounts.identity.tokens import hash_token, new_token
+from aayu_accounts.identity.user import repository
+from aayu_accounts.kit import clock
+from aayu_accounts.models.email_token import EmailToken
+from aayu_accounts.models.membership import Membership
+from aayu_accounts.models.organization import Organization
+from aayu_accounts.models.user import User
+
+VERIFY_EMAIL = "verify_email"
+PASSWORD_RESET = "password_reset"  # noqa: S105 - a token purpose, not a password
+# Reset emails per account per hour: beyond this, requests still answer 202 but send nothing.
+RESET_EMAILS_PER_HOUR = 5
+
+
+@dataclass(frozen=True)
+class MembershipView:
+    org_id: str
+    org_name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    id: str
+    email: str
+    full_name: str
+    mfa_enabled: bool
+    memberships: list[MembershipView]
+
+
+async def ensure_password_acceptable(
+    rt: IdentityRuntime,
+    password: str,
+    *,
+    email: str | None,
+    full_name: str | None,
+    org_name: str | None = None,
+) -> None:
+    """Raises :class:`PasswordTooWeak` listing every reason the policy refuses ``password``."""
+    violations = await rt.policy.acheck(
+        password, email=email, full_name=full_name, org_name=org_name
+    )
+    if violations:
+        raise PasswordTooWeak([v.as_dict() for v in violations])
+
+
+def _link(rt: IdentityRuntime, page: str, token: str) -> str:
+    return f"{rt.settings.public_url}/{page}?token={token}"
+
+
+async def _email_token(session: AsyncSession, user: User, purpose: str, lifetime: timedelta) -> str:
+    token = new_token()
+    now = clock.now()
+    await repository.add_email_token(
+        session,
+        EmailToken(
+            user_id=user.id,
+            purpose=purpose,
+            token_hash=hash_token(token),
+            expires_at=now + lifetime,
+            created_at=now,
+        ),
+    )
+    return token
+
+
+def accept_current_policies(rt: IdentityRuntime, user: User) -> None:
+    now = clock.now()
+    user.terms_version = rt.settings.terms_version
+    user.terms_accepted_at = now
+    user.privacy_version = rt.settings.privacy_version
+    user.privacy_accepted_at = now
+
+
+async def register(
+    session: AsyncSession,
+    rt: IdentityRuntime,
+    *,
+    email: str,
+    password: str,
+    full_name: str,
+    organization_name: str,
+) -> None:
+    """Create the user and their clinic (as owner) and send the verification email.
+
+    Raises :class:`PasswordTooWeak`. For a taken address nothing is created; its owner gets a
+    notice instead, and the caller cannot tell the difference.
+    """
+    await ensure_password_acceptable(
+        rt, password, email=email, full_name=full_name, org_name=organization_name
+    )
+    # Hash before looking the address up: the same work is done on both paths.
+    password_hash = await rt.hasher.hash(password)
+    existing = await repository.get_by_email(session, email)
+    if existing is not None:
+        if existing.is_active:
+            await queue_email(
+                session,
+                to=existing.email or email,
+                template="account_exists",
+                context={
+                    "full_name": existing.full_name,
+                    "reset_link": f"{rt.settings.public_url}/reset-password",
+                },
+            )
+        await record(
+            session,
+            AuditAction.USER_REGISTERED,
+            actor=Actor.anonymous(),
+            target_type="user",
+            target_id=existing.id,
+            outcome="failure",
+            details={"reason": "email_taken"},
+        )
+        return
+
+    user = User(email=email, full_name=full_name, password_hash=password_hash)
+    user.password_changed_at = clock.now()
+    # Signing up is agreeing to the terms and privacy policy shown on the sign-up form.
+    accept_current_policies(rt, user)
+    await repository.add(session, user)
+    org = Organization(name=organization_name)
+    session.add(org)
+    await session.flush()
+    await membership_repository.add(
+        session, Membership(org_id=org.id, user_id=user.id, role=Role.OWNER.value)
+    )
+    token = await _email_token(
+        session, user, VERIFY_EMAIL, timedelta(hours=rt.settings.email_verification_hours)
+    )
+    await queue_email(
+        session,
+        to=email,
+        template="verify_email",
+        context={
+            "full_name": full_name,
+            "link": _link(rt, "verify-email", token),
+            "hours": rt.settings.email_verification_hours,
+        },
+    )
+    await record(
+        session,
+        AuditAction.USER_REGISTERED,
+        actor=Actor.user(user.id),
+        org_id=org.id,
+        target_type="user",
+        target_id=user.id,
+        details={"terms_version": user.terms_version, "privacy_version": user.privacy_version},
+    )
+    await record(
+        session,
+        AuditAction.ORG_CREATED,
+        actor=Actor.user(user.id),
+        org_id=org.id,
+        target_type="organization",
+        target_id=org.id,
+    )
+
+
+async def _redeem(session: AsyncSession, token: str, purpose: str) -> EmailToken:
+    found = await repository.find_email_token(session, hash_token(token), purpose)
+    if found is None or found.used_at is not None or found.expires_at <= clock.now():
+        raise TokenInvalid("The link is invalid, already used or expired.")
+    found.used_at = clock.now()
+    return found
+
+
+async def verify_email(session: AsyncSession, rt: IdentityRuntime, token: str) -> None:
+    """Raises :class:`TokenInvalid` for an unknown, used or expired token."""
+    redeemed = await _redeem(session, token, VERIFY_EMAIL)
+    user = await repository.get(session, redeemed.user_id)
+    if user is None:
+        raise TokenInvalid("The link is invalid, already used or expired.")
+    if user.email_verified_at is None:
+        user.email_verified_at = clock.now()
+    await session.flush()
+    await record(
+        session,
+        AuditAction.EMAIL_VERIFIED,
+        actor=Actor.user(user.id),
+        target_type="user",
+        target_id=user.id,
+    )
+
+
+async def request_password_reset(session: AsyncSession, rt: IdentityRuntime, email: str) -> None:
+    """Always succeeds from the caller's point of view (202), whether or not the account exists."""
+    user = await repository.get_by_email(session, email)
+    if user is None or not user.is_active:
+        return
+    since = clock.now() - timedelta(hours=1)
+    recent = await session.scalar(
+        select(func.count())
+        .select_from(EmailToken)
+        .where(EmailToken.user_id == user.id)
+        .where(EmailToken.purpose == PASSWORD_RESET)
+        .where(EmailToken.created_at >= since)
+    )
+    if (recent or 0) >= RESET_EMAILS_PER_HOUR:
+        return
+    token = await _email_token(
+        session, user, PASSWORD_RESET, timedelta(minutes=rt.settings.password_reset_minutes)
+    )
+    await queue_email(
+        session,
+        to=user.email or email,
+        template="password_reset",
+        context={
+            "full_name": user.full_name,
+            "link": _link(rt, "reset-password", token),
+            "minutes": rt.settings.password_reset_minutes,
+        },
+    )
+    await record(
+        session,
+        AuditAction.PASSWORD_RESET_REQUESTED,
+        actor=Actor.anonymous(),
+        target_type="user",
+        target_id=user.id,
+    )
+
+
+async def _notify_password_changed(
+    session: AsyncSession, rt: IdentityRuntime, user: User, how: str
+) -> None:
+    await queue_email(
+        session,
+        to=user.email or "",
+        template="password_changed",
+        context={
+            "full_name": user.full_name,
+            "how": how,
+            "when": clock.now().strftime("%Y-%m-%d %H:%M"),
+            "reset_url": f"{rt.settings.public_url}/reset-password",
+        },
+    )
+
+
+async def confirm_password_reset(
+    session: AsyncSession, rt: IdentityRuntime, *, token: str, new_password: str
+) -> None:
+    """Set the new password and revoke every session of the user.
+
+    Raises :class:`TokenInvalid` or :class:`PasswordTooWeak` (the token stays usable then).
+    """
+    redeemed = await _redeem(session, token, PASSWORD_RESET)
+    user = await repository.get(session, redeemed.user_id)
+    if user is None or not user.is_active:
+        raise TokenInvalid("The link is invalid, already used or expired.")
+    org_names = [
+        o.name for _, o in await membership_repository.memberships_of_user(session, user.id)
+    ]
+    await ensure_password_acceptable(
+        rt,
+        new_password,
+        email=user.email,
+        full_name=user.full_name,
+        org_name=org_names[0] if org_names else None,
+    )
+    now = clock.now()
+    user.password_hash = await rt.hasher.hash(new_password)
+    user.password_changed_at = now
+    # Following the emailed link proves the address as well as the verification link would.
+    if user.email_verified_at is None:
+        user.email_verified_at = now
+    await repository.retire_email_tokens(session, user.id, PASSWORD_RESET, now)
+    revoked = await session_service.revoke_all(session, rt, user.id, reason="password_reset")
+    await _notify_password_changed(session, rt, user, "reset")
+    await record(
+        session,
+        AuditAction.PASSWORD_RESET_COMPLETED,
+        actor=Actor.user(user.id),
+        target_type="user",
+        target_id=user.id,
+        details={"sessions_revoked": revoked},
+    )
+
+
+async def change_password(
+    session: AsyncSession,
+    rt: IdentityRuntime,
+    *,
+    user_id: str,
+    current_session_id: str,
+    current_password: str,
+    new_password: str,
+) -> None:
+    """Raises :class:`CurrentPasswordWrong` or :class:`PasswordTooWeak`; other sessions end."""
+    user = await repository.get(session, user_id)
+    if user is None:
+        raise CurrentPasswordWrong()
+    if not await rt.hasher.verify(user.password_hash, current_password):
+        raise CurrentPasswordWrong("The current password is wrong.")
+    org_names = [
+        o.name for _, o in await membership_repository.memberships_of_user(session, user.id)
+    ]
+    await ensure_password_acceptable(
+        rt,
+        new_password,
+        email=user.email,
+        full_name=user.full_name,
+        org_name=org_names[0] if org_names else None,
+    )
+    user.password_hash = await rt.hasher.hash(new_password)
+    user.password_changed_at = clock.now()
+    revoked = await session_service.revoke_all(
+        session, rt, user.id, reason="password_changed", except_session_id=current_session_id
+    )
+    await _notify_password_changed(session, rt, user, "changed")
+    await record(
+        session,
+        AuditAction.PASSWORD_CHANGED,
+        actor=Actor.user(user.id),
+        target_type="user",
+        target_id=user.id,
+        details={"other_sessions_revoked": revoked},
+    )
+
+
+async def profile(session: AsyncSession, user_id: str) -> Profile:
+    user = await repository.get(session, user_id)
+    assert user is not None  # the caller holds a live session of this user
+    memberships = await membership_repository.memberships_of_user(session, user_id)
+    return Profile(
+        id=user.id,
+        email=user.email or "",
+        full_name=user.full_name or "",
+        mfa_enabled=user.mfa_enabled,
+        memberships=[MembershipView(o.id, o.name, m.role) for m, o in memberships],
+    )
