@@ -135,6 +135,7 @@ async def test_credential_stuffing_from_one_ip_captcha_after_10_block_after_50(
         signals = await throttle.record_failure(IP, f"victim{index}@example.com")
         detections += signals.brute_force_detected
         assert signals.ip_blocked == (index == 49)
+        assert signals.brute_force_scope == ("ip" if index == 49 else None)
     assert detections == 1
     decision = await throttle.check(IP, "fresh@example.com")
     assert decision.retry_after == 900
@@ -155,6 +156,7 @@ async def test_one_account_attacked_from_many_ips_needs_captcha_but_is_never_loc
     assert not (await throttle.check("192.0.2.1", ACCOUNT)).captcha_required
     signals = await throttle.record_failure("10.9.9.9", ACCOUNT)  # the 100th in the hour
     assert signals.brute_force_detected
+    assert signals.brute_force_scope == "account"
     assert detections == 0
     for index in range(150):
         signals = await throttle.record_failure(f"10.1.{index // 250}.{index % 250}", ACCOUNT)

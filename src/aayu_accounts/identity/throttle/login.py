@@ -63,6 +63,8 @@ class Signals:
     pair_blocked: bool
     ip_blocked: bool
     captcha_required: bool
+    # "ip" (stuffing from one address) or "account" (one account from many), with the signal.
+    brute_force_scope: str | None = None
 
 
 def _digest(kind: str, value: str) -> str:
@@ -138,9 +140,16 @@ class LoginThrottle:
             await self._store.block("block:" + by_ip, now + s.login_ip_block_seconds, now)
         # Raised once per crossing (the store serializes counts across instances), so one
         # attack makes one alert, not fifty.
-        brute_force = ip_n == s.login_ip_block_after or (account_n == s.login_account_captcha_after)
+        brute_force_scope = (
+            "ip"
+            if ip_n == s.login_ip_block_after
+            else "account"
+            if account_n == s.login_account_captcha_after
+            else None
+        )
         return Signals(
-            brute_force_detected=brute_force,
+            brute_force_detected=brute_force_scope is not None,
+            brute_force_scope=brute_force_scope,
             pair_blocked=pair_blocked,
             ip_blocked=ip_blocked,
             captcha_required=(
