@@ -3,6 +3,7 @@ Redis (PostgreSQL backend); sharing between instances and the fallback when Redi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -283,6 +284,38 @@ async def test_fallback_keeps_what_it_counted_when_redis_fails_mid_attack(
         assert (await throttle.check(IP, ACCOUNT)).retry_after == 900
     finally:
         await store.aclose()
+
+
+async def test_throttle_returns_to_redis_when_it_comes_back(
+    redis_settings: Settings, redis_proxy: TcpProxy, frozen_clock: FrozenClock
+) -> None:
+    via_proxy = redis_settings.model_copy(
+        update={
+            "redis_url": f"redis://127.0.0.1:{redis_proxy.port}/0",
+            "redis_breaker_reset_seconds": 0.01,
+        }
+    )
+    store = build_throttle_store(via_proxy)
+    other_instance = build_throttle_store(redis_settings)
+    throttle = LoginThrottle(store, via_proxy)
+    try:
+        await redis_proxy.stop()
+        await throttle.record_failure(IP, ACCOUNT)
+        assert store.degraded
+        await redis_proxy.start()
+        await asyncio.sleep(0.02)  # the retry interval is real time (monotonic), not the clock
+        with capture_logs() as logs:
+            for _ in range(3):
+                await throttle.record_failure(IP, ACCOUNT)
+        assert not store.degraded
+        assert "throttle_store_recovered" in [e["event"] for e in logs]
+        # What was counted after recovery is shared again: another instance sees it.
+        shared = await LoginThrottle(other_instance, redis_settings).check(IP, ACCOUNT)
+        assert shared.captcha_required
+        assert shared.reason is ThrottleReason.PAIR_FAILURES
+    finally:
+        await store.aclose()
+        await other_instance.aclose()
 
 
 async def test_memory_store_forgets_expired_keys(frozen_clock: FrozenClock) -> None:

@@ -205,9 +205,16 @@ class RedisStore:
 class FallbackStore:
     """Redis first; on any Redis failure, memory, flagged as degraded and logged as an alert."""
 
-    def __init__(self, primary: RedisStore, fallback: MemoryStore | None = None) -> None:
+    def __init__(
+        self,
+        primary: RedisStore,
+        fallback: MemoryStore | None = None,
+        *,
+        retry_seconds: float = REDIS_RETRY_SECONDS,
+    ) -> None:
         self._primary = primary
         self._fallback = fallback or MemoryStore()
+        self._retry_seconds = retry_seconds
         self._retry_at: float | None = None
 
     @property
@@ -226,7 +233,7 @@ class FallbackStore:
                 error_type=type(error).__name__,
                 detail="Redis unreachable: sign-in throttling counts in-process, CAPTCHA always",
             )
-        self._retry_at = clock.monotonic() + REDIS_RETRY_SECONDS
+        self._retry_at = clock.monotonic() + self._retry_seconds
 
     def _recovered(self) -> None:
         if self._retry_at is not None:
@@ -304,7 +311,15 @@ def _later(a: float | None, b: float | None) -> float | None:
 def build_throttle_store(settings: Settings, redis: Redis | None = None) -> ThrottleStore:
     """Redis-backed (with in-process fallback) when ``redis_url`` is set, else in-process."""
     if redis is None and settings.redis_url:
-        redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        # Short timeouts: a sign-in waiting on a sick Redis is worse than one counted locally.
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout_seconds,
+            socket_connect_timeout=settings.redis_timeout_seconds,
+        )
     if redis is None:
         return MemoryStore()
-    return FallbackStore(RedisStore(redis, settings.redis_prefix))
+    return FallbackStore(
+        RedisStore(redis, settings.redis_prefix),
+        retry_seconds=settings.redis_breaker_reset_seconds,
+    )
