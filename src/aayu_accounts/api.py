@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from aayu_accounts.api_security.service_api import endpoints as service_endpoints
 from aayu_accounts.identity import endpoints as identity_endpoints
 from aayu_accounts.observability import endpoints as observability_endpoints
 from aayu_accounts.observability import health
@@ -14,3 +15,4 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(observability_endpoints.router)
     for router in identity_endpoints.routers:
         app.include_router(router)
+    app.include_router(service_endpoints.router)

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from aayu_accounts import __version__
 from aayu_accounts.api import include_routers
+from aayu_accounts.api_security import wiring as api_security_wiring
 from aayu_accounts.config import Settings, get_settings
 from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.crypto.keyring.runtime import start_keyring
@@ -105,6 +106,8 @@ def create_app(
         await app.state.flag_runtime.start(app.state.db)
         # Identity: hasher (dummy hash made now), throttles, CAPTCHA, session cache listener.
         app.state.identity = await IdentityRuntime.start(settings)
+        # Nonce memory, rate limits and service-client lookups (Redis when configured).
+        api_security_wiring.start(app, settings, app.state.db)
         email_sender.configure(settings)
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
@@ -119,6 +122,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, timeout=5)
             await app.state.flag_runtime.stop()
+            await api_security_wiring.stop(app)
             await app.state.identity.close()
             await app.state.keyring_runtime.stop()
             if owns_db:
@@ -140,7 +144,9 @@ def create_app(
     install_error_handlers(app)
     include_routers(app)
     # Added innermost first: the request context wraps everything, so every response
-    # (the early 413 included) carries its request id.
+    # (the early 413 included) carries its request id. API security (signatures, CSRF,
+    # limits, CORS, headers) sits inside the body-size limit.
+    api_security_wiring.install(app, settings)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         RequestContextMiddleware,
