@@ -1,0 +1,1 @@
+"""Signed service requests (API.md, *Service requests*): verification and its middleware."""

@@ -1,0 +1,98 @@
+"""Nonces remembered per key for the signature window, so a captured request cannot be replayed.
+
+With Redis (``SET key 1 NX EX ttl``) every instance shares the memory: a replay sent to another
+instance is caught too. Without Redis (embedded mode, one process) a bounded in-process map
+does the same job. Should Redis fail, this instance falls back to its own memory (a replay to
+the same instance is still caught) and tries Redis again after a pause.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any, Protocol
+
+import structlog
+
+from aayu_accounts.kit import clock
+from aayu_accounts.observability import metrics
+
+log = structlog.get_logger(__name__)
+
+
+class NonceStore(Protocol):
+    async def first_use(self, key_id: str, nonce: str, ttl_seconds: int) -> bool:
+        """True the first time (key_id, nonce) is seen within ``ttl_seconds``."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryNonceStore:
+    """Nonces in a dict with an expiry heap; at most ``max_entries`` (oldest dropped first).
+
+    Dropping the oldest early is safe only while they are outside the window; the bound is
+    sized far above 100 requests/s x 600 s per client so that does not happen in practice.
+    """
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        self.max_entries = max_entries
+        self._expires: dict[tuple[str, str], float] = {}
+        self._heap: list[tuple[float, tuple[str, str]]] = []
+
+    def _purge(self, now: float) -> None:
+        while self._heap and (self._heap[0][0] <= now or len(self._heap) > self.max_entries):
+            expires, key = heapq.heappop(self._heap)
+            if self._expires.get(key) == expires:
+                del self._expires[key]
+
+    async def first_use(self, key_id: str, nonce: str, ttl_seconds: int) -> bool:
+        now = clock.monotonic()
+        self._purge(now)
+        key = (key_id, nonce)
+        expires = self._expires.get(key)
+        if expires is not None and expires > now:
+            return False
+        until = now + ttl_seconds
+        self._expires[key] = until
+        heapq.heappush(self._heap, (until, key))
+        return True
+
+    def __len__(self) -> int:
+        return len(self._expires)
+
+    async def aclose(self) -> None:
+        self._expires.clear()
+        self._heap.clear()
+
+
+class RedisNonceStore:
+    """Shared nonce memory in Redis, with the in-process store behind it during an outage."""
+
+    def __init__(
+        self, redis: Any, prefix: str, *, retry_seconds: float = 5.0, fallback: MemoryNonceStore
+    ) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.retry_seconds = retry_seconds
+        self.fallback = fallback
+        self._down_until = 0.0
+
+    async def first_use(self, key_id: str, nonce: str, ttl_seconds: int) -> bool:
+        # Remembered locally as well: a replay to this instance is caught even if Redis
+        # fails between the two requests.
+        local = await self.fallback.first_use(key_id, nonce, ttl_seconds)
+        if clock.monotonic() < self._down_until:
+            return local
+        try:
+            created = await self.redis.set(
+                f"{self.prefix}nonce:{key_id}:{nonce}", b"1", nx=True, ex=ttl_seconds
+            )
+        except Exception as exc:
+            self._down_until = clock.monotonic() + self.retry_seconds
+            metrics.REDIS_FALLBACKS.labels("nonces").inc()
+            log.warning("nonces.redis_unavailable", error=type(exc).__name__)
+            return local
+        return bool(created) and local
+
+    async def aclose(self) -> None:
+        await self.fallback.aclose()

@@ -1,0 +1,1 @@
+"""Service clients: who may sign requests to ``/api/v1/service/*``, with which secrets."""
