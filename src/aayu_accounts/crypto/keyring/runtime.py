@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import structlog
@@ -109,3 +110,17 @@ async def start_keyring(
             name="aayu-keyring-refresh",
         )
     return runtime
+
+
+@contextlib.asynccontextmanager
+async def keyring_scope(settings: Settings, db: Database) -> AsyncIterator[KeyringRuntime]:
+    """The keyring loaded for the length of a CLI command or a script (no refresh task)::
+
+    async with keyring_scope(current_settings, db):
+        ...  # encrypted fields work here
+    """
+    runtime = await start_keyring(settings, db, refresh=False)
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
