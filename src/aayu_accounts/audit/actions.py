@@ -6,8 +6,6 @@ grow; values are stored in the database and hashed into the chain, so a value mu
 renamed once released (add a new member instead).
 """
 
-# ruff: noqa: S105 - action names such as "identity:password:changed" are not passwords
-
 from __future__ import annotations
 
 import re

@@ -27,7 +27,7 @@ JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "Jso
 MAX_SAFE_INTEGER = 2**53 - 1
 
 
-def normalize(value: Any) -> JsonValue:  # noqa: PLR0911, PLR0912 - one branch per JSON type
+def normalize(value: Any) -> JsonValue:
     """The JSON value that will be stored and hashed; raises ValueError/TypeError if none."""
     if value is None or isinstance(value, bool | str):
         return value
@@ -71,7 +71,7 @@ def canonical_bytes(value: JsonValue) -> bytes:
     return _encode(value).encode("utf-8")
 
 
-def _encode(value: JsonValue) -> str:  # noqa: PLR0911 - one branch per JSON type
+def _encode(value: JsonValue) -> str:
     if value is None:
         return "null"
     if value is True:

@@ -109,6 +109,18 @@ async def list_events(
     return (await session.scalars(query)).all()
 
 
+async def list_events_ascending(
+    session: AsyncSession, criteria: EventFilter, *, after_sequence: int, limit: int
+) -> Sequence[AuditEvent]:
+    query = (
+        _filtered(criteria)
+        .where(AuditEvent.sequence > after_sequence)
+        .order_by(AuditEvent.sequence)
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all()
+
+
 async def count_events(
     session: AsyncSession,
     *,
@@ -124,16 +136,9 @@ async def count_events(
     return int(await session.scalar(query) or 0)
 
 
-async def events_before(
-    session: AsyncSession, cutoff: datetime, *, limit: int
-) -> Sequence[AuditEvent]:
-    """The oldest events (from the start of the chain) that occurred before ``cutoff``."""
-    query = (
-        select(AuditEvent)
-        .where(AuditEvent.occurred_at < cutoff)
-        .order_by(AuditEvent.sequence)
-        .limit(limit)
-    )
+async def oldest_events(session: AsyncSession, *, limit: int) -> Sequence[AuditEvent]:
+    """The first events of the chain, in order."""
+    query = select(AuditEvent).order_by(AuditEvent.sequence).limit(limit)
     return (await session.scalars(query)).all()
 
 

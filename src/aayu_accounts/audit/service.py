@@ -12,9 +12,14 @@ that name secrets are refused outright, so a slip fails in the tests instead of 
 
 from __future__ import annotations
 
+import base64
+import csv
+import io
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,10 +28,19 @@ from aayu_accounts.audit import repository
 from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.canonical import normalize
 from aayu_accounts.audit.chain import GENESIS_HASH, HASH_VERSION, EventFields, event_hash
+from aayu_accounts.audit.errors import ExportLimitReached, InvalidCursor, InvalidTimeRange
+from aayu_accounts.audit.repository import EventFilter
+from aayu_accounts.audit.schemas import AuditEventOut, AuditEventPage, ExportFormat
+from aayu_accounts.db import Database
 from aayu_accounts.kit import clock
 from aayu_accounts.kit.asgi import client_ip_var, request_id_var, user_agent_var
 from aayu_accounts.kit.ids import new_id
 from aayu_accounts.models.audit_event import AuditEvent
+from aayu_accounts.observability.metrics import (
+    AUDIT_EXPORTED_EVENTS,
+    AUDIT_EXPORTS,
+    DATA_EXPORTS,
+)
 
 ActorKind = Literal["user", "service", "system", "anonymous"]
 OUTCOMES = frozenset({"success", "failure", "denied", "error"})
@@ -131,3 +145,218 @@ async def record(
     session.add(event)
     await session.flush()
     return event
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+MAX_PAGE = 200
+DEFAULT_PAGE = 50
+EXPORT_BATCH = 500
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Filters of the listing and the export; ``until`` is exclusive."""
+
+    action: AuditAction | None = None
+    actor_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.since and self.until and self.since >= self.until:
+            raise InvalidTimeRange("'since' must be before 'until'")
+
+
+def encode_cursor(sequence: int) -> str:
+    return base64.urlsafe_b64encode(f"before:{sequence}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "before" or not number.isdigit():
+            raise ValueError(cursor)
+        return int(number)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursor("The cursor is not one this API returned.") from exc
+
+
+def _criteria(org_id: str | None, query: EventQuery, cursor: str | None) -> EventFilter:
+    return EventFilter(
+        org_id=org_id,
+        action=query.action.value if query.action else None,
+        actor_id=query.actor_id,
+        since=query.since,
+        until=query.until,
+        before_sequence=decode_cursor(cursor) if cursor else None,
+    )
+
+
+async def _page(session: AsyncSession, criteria: EventFilter, limit: int) -> AuditEventPage:
+    limit = max(1, min(limit, MAX_PAGE))
+    rows = await repository.list_events(session, criteria, limit=limit + 1)
+    more = len(rows) > limit
+    items = [AuditEventOut.of(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(items[-1].sequence) if more and items else None
+    return AuditEventPage(items=items, next_cursor=next_cursor)
+
+
+async def list_org_events(
+    session: AsyncSession,
+    org_id: str,
+    query: EventQuery,
+    *,
+    cursor: str | None = None,
+    limit: int = DEFAULT_PAGE,
+) -> AuditEventPage:
+    """One clinic's events, newest first. The caller has checked membership and role
+    (``audit:read``); the org filter here is what keeps other clinics' events out."""
+    return await _page(session, _criteria(org_id, query, cursor), limit)
+
+
+async def list_platform_events(
+    session: AsyncSession,
+    query: EventQuery,
+    *,
+    org_id: str | None = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_PAGE,
+) -> AuditEventPage:
+    """Events across every clinic (and platform-level ones), for platform administrators only;
+    the caller has checked that the actor is one."""
+    return await _page(session, _criteria(org_id, query, cursor), limit)
+
+
+# -- exporting -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportTicket:
+    """An export that was allowed and audited; stream it with :func:`stream_export`."""
+
+    event_id: str
+    org_id: str | None
+    query: EventQuery
+    format: ExportFormat
+
+
+def _start_of_day(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+async def start_export(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    org_id: str | None,
+    query: EventQuery,
+    export_format: ExportFormat,
+    exports_per_day: int,
+) -> ExportTicket:
+    """Check the per-user daily limit and record the export (in the caller's transaction).
+
+    Raises :class:`ExportLimitReached` (429). The count is taken under the chain lock, so two
+    concurrent exports cannot both squeeze under the limit. ``org_id`` None is a platform-wide
+    export: only for platform administrators or the operator's CLI.
+    """
+    await repository.lock_chain(session)
+    now = clock.now()
+    day = _start_of_day(now)
+    if actor.id is not None:
+        used = await repository.count_events(
+            session, action=AuditAction.EVENTS_EXPORTED.value, actor_id=actor.id, since=day
+        )
+        if used >= exports_per_day:
+            AUDIT_EXPORTS.labels(export_format.value, "limited").inc()
+            retry_after = int((day + timedelta(days=1) - now).total_seconds())
+            raise ExportLimitReached(exports_per_day, retry_after)
+    event = await record(
+        session,
+        AuditAction.EVENTS_EXPORTED,
+        actor=actor,
+        org_id=org_id,
+        target_type="audit_events",
+        details={
+            "format": export_format.value,
+            "scope": "org" if org_id else "platform",
+            "filters": {
+                "action": query.action.value if query.action else None,
+                "actor_id": query.actor_id,
+                "since": query.since,
+                "until": query.until,
+            },
+        },
+    )
+    AUDIT_EXPORTS.labels(export_format.value, "allowed").inc()
+    DATA_EXPORTS.labels("audit").inc()
+    return ExportTicket(event.id, org_id, query, export_format)
+
+
+CSV_COLUMNS = (
+    "sequence",
+    "id",
+    "occurred_at",
+    "actor_kind",
+    "actor_id",
+    "org_id",
+    "action",
+    "target_type",
+    "target_id",
+    "outcome",
+    "ip",
+    "user_agent",
+    "request_id",
+    "details",
+    "prev_hash",
+    "hash",
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    # OWASP CSV injection: a cell a spreadsheet would run as a formula is quoted as text.
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _csv_line(values: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue()
+
+
+def _render(event: AuditEvent, export_format: ExportFormat) -> str:
+    out = AuditEventOut.of(event)
+    if export_format is ExportFormat.JSONL:
+        return out.model_dump_json() + "\n"
+    row = out.model_dump(mode="json")
+    row["details"] = json.dumps(row["details"], sort_keys=True, separators=(",", ":"))
+    return _csv_line([_csv_cell(row[column]) for column in CSV_COLUMNS])
+
+
+async def stream_export(db: Database, ticket: ExportTicket) -> AsyncIterator[str]:
+    """The export's lines, oldest first, read in batches from a read-only unit of work.
+
+    Runs after the recording transaction committed (the response streams after the edge
+    commits), so the export's own event is part of what it can see.
+    """
+    if ticket.format is ExportFormat.CSV:
+        yield _csv_line(list(CSV_COLUMNS))
+    criteria = _criteria(ticket.org_id, ticket.query, None)
+    after = 0
+    exported = 0
+    async with db.session_scope(write=False) as session:
+        while True:
+            rows = await repository.list_events_ascending(
+                session, criteria, after_sequence=after, limit=EXPORT_BATCH
+            )
+            for row in rows:
+                yield _render(row, ticket.format)
+            exported += len(rows)
+            if len(rows) < EXPORT_BATCH:
+                break
+            after = rows[-1].sequence
+            session.expunge_all()
+    AUDIT_EXPORTED_EVENTS.inc(exported)
