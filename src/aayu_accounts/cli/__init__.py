@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(db_cli.app, name="db")
 app.add_typer(keys_cli.app, name="keys")
+app.add_typer(keys_cli.app, name="keys")
 serve_cli.register(app)
 app.add_typer(flags_app, name="flags")
 register_rollback(app)
