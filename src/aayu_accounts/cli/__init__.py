@@ -11,8 +11,6 @@ import sys
 import typer
 
 from aayu_accounts.cli import db_cli, keys_cli, serve_cli
-from aayu_accounts.cli.flags_cli import app as flags_app
-from aayu_accounts.cli.rollback_cli import register as register_rollback
 from aayu_accounts.config import InsecureConfiguration
 
 app = typer.Typer(
@@ -24,10 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(db_cli.app, name="db")
 app.add_typer(keys_cli.app, name="keys")
-app.add_typer(keys_cli.app, name="keys")
 serve_cli.register(app)
-app.add_typer(flags_app, name="flags")
-register_rollback(app)
 
 
 class CommandFailed(Exception):
