@@ -1,0 +1,110 @@
+"""The one interface both payment providers implement, in the provider's own terms.
+
+A provider returns :class:`SubscriptionState` (what the provider now holds); the subscription
+service writes it to our tables. Every mutating call takes ``op_id``, our own operation id, from
+which the Stripe provider derives its idempotency keys, so a retried operation is applied once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class PriceSpec:
+    """What a provider needs to know of a plan."""
+
+    plan_id: str
+    name: str
+    amount_cents: int
+    currency: str
+    interval: str
+    per_seat: bool
+    stripe_price_id: str | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceState:
+    provider_invoice_id: str
+    status: str
+    billing_reason: str
+    amount_cents: int
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    hosted_url: str | None = None
+    attempt_count: int = 0
+    paid_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    provider_subscription_id: str
+    customer_id: str
+    status: str
+    plan_id: str
+    seats: int
+    current_period_start: datetime
+    current_period_end: datetime
+    cancel_at_period_end: bool = False
+    trial_end: datetime | None = None
+    canceled_at: datetime | None = None
+    payment_method: str | None = None
+    invoices: tuple[InvoiceState, ...] = field(default_factory=tuple)
+
+
+class PaymentDeclined(Exception):
+    """The card was declined; nothing was created or changed at the provider."""
+
+    def __init__(self, decline_code: str) -> None:
+        self.decline_code = decline_code
+        super().__init__(decline_code)
+
+
+class ProviderUnavailableError(Exception):
+    """Network error, 5xx or an open circuit: the operation may be retried later."""
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    async def create_subscription(
+        self,
+        *,
+        org_id: str,
+        price: PriceSpec,
+        seats: int,
+        payment_method: str | None,
+        trial_days: int,
+        now: datetime,
+        op_id: str,
+    ) -> SubscriptionState: ...
+
+    async def change_subscription(
+        self,
+        current: SubscriptionState,
+        *,
+        price: PriceSpec,
+        seats: int,
+        proration_cents: int,
+        now: datetime,
+        op_id: str,
+    ) -> SubscriptionState: ...
+
+    async def set_cancel_at_period_end(
+        self, current: SubscriptionState, *, cancel: bool, op_id: str
+    ) -> SubscriptionState: ...
+
+    async def update_payment_method(
+        self, current: SubscriptionState, *, payment_method: str, now: datetime, op_id: str
+    ) -> SubscriptionState: ...
+
+    async def renew(
+        self, current: SubscriptionState, *, price: PriceSpec, now: datetime, op_id: str
+    ) -> SubscriptionState: ...
+
+    async def fetch_subscription(
+        self, provider_subscription_id: str
+    ) -> SubscriptionState | None: ...
