@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from aayu_accounts import __version__
 from aayu_accounts.api import include_routers
 from aayu_accounts.api_security import wiring as api_security_wiring
+from aayu_accounts.audit.tasks import periodic_registration as audit_periodic_registration
 from aayu_accounts.config import Settings, get_settings
 from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.crypto.keyring.runtime import start_keyring
@@ -141,6 +142,8 @@ def create_app(
     app.state.metrics_refreshers = []
     app.state.readiness_checks = {}
     rollout_wiring.install(app, settings)
+    # Signed audit checkpoints (hourly) and retention (daily), on the leader.
+    app.state.periodic_registrations.append(audit_periodic_registration())
     install_error_handlers(app)
     include_routers(app)
     # Added innermost first: the request context wraps everything, so every response

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from aayu_accounts.cli import db_cli, keys_cli, serve_cli
+from aayu_accounts.cli import audit_cli, db_cli, keys_cli, serve_cli
 from aayu_accounts.config import InsecureConfiguration
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(db_cli.app, name="db")
 app.add_typer(keys_cli.app, name="keys")
 serve_cli.register(app)
+app.add_typer(audit_cli.app, name="audit")
 
 
 class CommandFailed(Exception):
