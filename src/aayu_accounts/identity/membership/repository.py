@@ -57,7 +57,7 @@ async def members_with_users(
         .where(Membership.org_id == org_id)
         .order_by(Membership.created_at, Membership.id)
     )
-    return [(m, u) for m, u in rows.tuples()]
+    return [(m, u) for m, u in rows.all()]
 
 
 async def active_owner_count(session: AsyncSession, org_id: str) -> int:
@@ -81,7 +81,7 @@ async def memberships_of_user(
     )
     if active_only:
         query = query.where(Membership.active.is_(True))
-    return [(m, o) for m, o in (await session.execute(query)).tuples()]
+    return [(m, o) for m, o in (await session.execute(query)).all()]
 
 
 async def requires_mfa_enrollment(session: AsyncSession, user_id: str) -> bool:
