@@ -1,0 +1,38 @@
+"""Every query of the alerts table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aayu_accounts.models.alert import Alert
+
+
+async def by_key(session: AsyncSession, key: str) -> Alert | None:
+    return await session.scalar(select(Alert).where(Alert.key == key))
+
+
+async def pending_in_group(session: AsyncSession, group: str) -> Sequence[Alert]:
+    query = (
+        select(Alert)
+        .where(Alert.group_key == group, Alert.notify_pending.is_(True))
+        .order_by(Alert.fired_at)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def firing(session: AsyncSession) -> Sequence[Alert]:
+    query = select(Alert).where(Alert.status == "firing").order_by(Alert.fired_at)
+    return (await session.scalars(query)).all()
+
+
+async def firing_counts(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(
+        select(Alert.severity, func.count())
+        .where(Alert.status == "firing")
+        .group_by(Alert.severity)
+    )
+    return {str(severity): int(count) for severity, count in rows.all()}

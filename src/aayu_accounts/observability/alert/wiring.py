@@ -1,0 +1,133 @@
+"""How observability plugs into the application (called from ``app.py``).
+
+``install`` (at build time): the leader's alert evaluation, the metrics refreshed at scrape
+time (pool usage, breaker states) and the readiness detail. ``start``/``stop`` (lifespan, after
+any fork): the database breaker on the engine, the per-process health checks, and the bridge
+from breaker state changes to alerts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import structlog
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from aayu_accounts.config import Settings
+from aayu_accounts.db import Database
+from aayu_accounts.jobs import Scheduler
+from aayu_accounts.kit import redis_client, resilience
+from aayu_accounts.observability import metrics
+from aayu_accounts.observability.alert import service
+from aayu_accounts.observability.alert.evaluator import Evaluator
+from aayu_accounts.observability.alert.rules import BREAKER_ALERTS
+from aayu_accounts.observability.health import HealthMonitor, dependencies_ready, pool_usage
+
+log = structlog.get_logger("aayu_accounts.alerts")
+
+
+def _record_breaker_state(name: str, _old: str, new: str) -> None:
+    metrics.observe_breaker_state(name, new)
+
+
+# Metrics follow breaker changes in every process, whether or not an app is running.
+resilience.add_state_observer(_record_breaker_state)
+resilience.add_outcome_observer(metrics.observe_dependency_call)
+
+
+@dataclass
+class BreakerAlerts:
+    """Raises an alert when a dependency's breaker opens and resolves it when it closes."""
+
+    db: Database
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __call__(self, name: str, _old: str, new: str) -> None:
+        spec = BREAKER_ALERTS.get(name)
+        if spec is None or new == "half-open":
+            return
+        key, severity, summary, runbook = spec
+        if new == "open":
+            work = service.raise_alert(self.db, key, severity, summary, runbook)
+        else:
+            work = service.resolve_alert(self.db, key)
+        try:
+            task = asyncio.get_running_loop().create_task(work)
+        except RuntimeError:  # no loop (a CLI outside asyncio): the log line must do
+            work.close()
+            log.error("alert.breaker_unsent", dependency=name, state=new)  # noqa: TRY400
+            return
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def drain(self, wait_seconds: float = 5.0) -> None:
+        if self.tasks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_seconds):
+                    await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+@dataclass
+class ObservabilityRuntime:
+    monitor: HealthMonitor
+    breaker_alerts: BreakerAlerts
+    redis: Redis | None
+    stop_event: asyncio.Event
+    task: asyncio.Task[None] | None = None
+
+
+def register_periodic(scheduler: Scheduler, settings: Settings) -> None:
+    """Leader-only: evaluate the alert rules, repeat what still fires, the daily summary."""
+    evaluator = Evaluator(settings)
+
+    async def evaluate(db: Database) -> None:
+        await evaluator.run(db)
+
+    scheduler.every(settings.alert_evaluate_seconds, "alerts.evaluate", evaluate)
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    resilience.configure(settings)
+    service.configure(settings)
+    app.state.periodic_registrations.append(register_periodic)
+    app.state.readiness_checks["dependencies"] = dependencies_ready
+
+    async def refresh() -> None:
+        db: Database | None = getattr(app.state, "db", None)
+        if db is not None:
+            for state, value in pool_usage(db).items():
+                metrics.DB_POOL_CONNECTIONS.labels(state).set(value)
+        for dependency in resilience.all_dependencies():
+            metrics.observe_breaker_state(dependency.name, dependency.state)
+
+    app.state.metrics_refreshers.append(refresh)
+
+
+async def start(app: FastAPI, settings: Settings) -> ObservabilityRuntime:
+    db: Database = app.state.db
+    resilience.guard_engine(db.engine)
+    breaker_alerts = BreakerAlerts(db)
+    resilience.add_state_observer(breaker_alerts)
+    redis = redis_client.create_redis(settings)
+    monitor = HealthMonitor(db, settings, redis)
+    runtime = ObservabilityRuntime(monitor, breaker_alerts, redis, asyncio.Event())
+    runtime.task = asyncio.create_task(
+        monitor.run_forever(runtime.stop_event), name="aayu-health-monitor"
+    )
+    return runtime
+
+
+async def stop(runtime: ObservabilityRuntime) -> None:
+    runtime.stop_event.set()
+    if runtime.task is not None:
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(runtime.task, timeout=5)
+    resilience.remove_state_observer(runtime.breaker_alerts)
+    await runtime.breaker_alerts.drain()
+    await service.drain_direct()
+    if runtime.redis is not None:
+        with contextlib.suppress(Exception):
+            await runtime.redis.aclose()
