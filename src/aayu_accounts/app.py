@@ -30,6 +30,7 @@ from aayu_accounts.kit.asgi import (
 )
 from aayu_accounts.log_config import configure_logging
 from aayu_accounts.observability import metrics
+from aayu_accounts.observability.alert import wiring as observability_wiring
 from aayu_accounts.rollout import wiring as rollout_wiring
 
 log = structlog.get_logger(__name__)
@@ -99,6 +100,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owns_db = database is None
         app.state.db = database or Database.from_settings(settings)
+        # The database breaker and the per-process health checks, before anything queries.
+        app.state.observability = await observability_wiring.start(app, settings)
         # Keys before anything that may read or write encrypted fields.
         app.state.keyring_runtime = await start_keyring(settings, app.state.db, keyring=keyring)
         add_statement_observer(app.state.db.engine, metrics.observe_statement)
@@ -126,6 +129,7 @@ def create_app(
             await api_security_wiring.stop(app)
             await app.state.identity.close()
             await app.state.keyring_runtime.stop()
+            await observability_wiring.stop(app.state.observability)
             if owns_db:
                 await app.state.db.dispose()
             log.info("app.stopped")
@@ -142,6 +146,8 @@ def create_app(
     app.state.metrics_refreshers = []
     app.state.readiness_checks = {}
     rollout_wiring.install(app, settings)
+    # Alert rules (leader), breaker/pool metrics, readiness detail of the dependencies.
+    observability_wiring.install(app, settings)
     # Signed audit checkpoints (hourly) and retention (daily), on the leader.
     app.state.periodic_registrations.append(audit_periodic_registration())
     install_error_handlers(app)
