@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import signal
+from pathlib import Path
 
 import typer
 import uvicorn
@@ -27,6 +30,8 @@ def serve(
 ) -> None:
     """Serve the API (and the embedded job worker unless AAYU_RUN_WORKER_IN_PROCESS=false)."""
     current = settings()
+    if workers > 1:
+        _prepare_multiprocess_metrics(current.var_dir)
     uvicorn.run(
         "aayu_accounts.app:create_app",
         factory=True,
@@ -41,6 +46,18 @@ def serve(
         ssl_keyfile=ssl_keyfile,
         log_level=current.log_level.lower(),
     )
+
+
+def _prepare_multiprocess_metrics(var_dir: Path) -> None:
+    """Several workers each count in their own memory; prometheus-client's multi-process mode
+    sums them from files in one directory, which must be fresh (stale files would be summed
+    too) and set before any worker imports the client."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    directory = var_dir / "prometheus-multiproc"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory.resolve())
 
 
 def worker() -> None:
