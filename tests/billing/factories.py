@@ -41,7 +41,9 @@ async def add_user(session: AsyncSession, email: str | None = None) -> str:
     return user.id
 
 
-async def add_member(session: AsyncSession, clinic: Clinic, role: str, *, active: bool = True) -> str:
+async def add_member(
+    session: AsyncSession, clinic: Clinic, role: str, *, active: bool = True
+) -> str:
     user_id = await add_user(session)
     session.add(Membership(org_id=clinic.org_id, user_id=user_id, role=role, active=active))
     await session.flush()

@@ -1,0 +1,333 @@
+"""The whole subscription lifecycle with the embedded ``local`` provider, at the service level:
+subscribe, decline, seat change with proration, renewal, failed renewal -> past_due -> grace
+-> restricted -> paid -> active, cancel at period end, resume."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from aayu_accounts.audit.service import Actor
+from aayu_accounts.billing import dunning
+from aayu_accounts.billing.entitlement.service import check_entitlement
+from aayu_accounts.billing.errors import (
+    PaymentFailed,
+    SeatsBelowUsage,
+    SubscriptionExists,
+)
+from aayu_accounts.billing.payment_provider.local import LocalProvider
+from aayu_accounts.billing.runtime import BillingRuntime
+from aayu_accounts.billing.subscription import service
+from aayu_accounts.db import Database
+from aayu_accounts.identity.errors import InsufficientRole
+from aayu_accounts.kit.clock import FrozenClock
+from aayu_accounts.models.audit_event import AuditEvent
+from aayu_accounts.models.invoice import Invoice
+from aayu_accounts.models.outbox_email import OutboxEmail
+from aayu_accounts.models.subscription import Subscription
+from tests.billing.factories import add_member, make_clinic, seed_default_plans
+
+
+async def _count(db: Database, model: type[object]) -> int:
+    async with db.session_scope(write=False) as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "card", ["pm_card_chargeDeclined", "pm_card_chargeDeclinedInsufficientFunds"]
+)
+async def test_declined_card_creates_nothing(
+    db: Database,
+    billing: BillingRuntime,
+    local_provider: LocalProvider,
+    frozen_clock: FrozenClock,
+    card: str,
+) -> None:
+    async with db.session_scope() as session:
+        await seed_default_plans(session)
+        clinic = await make_clinic(session)
+    invoices_before = await _count(db, Invoice)
+    with pytest.raises(PaymentFailed) as raised:
+        async with db.session_scope() as session:
+            await service.create_subscription(
+                session,
+                local_provider,
+                actor=Actor.user(clinic.owner_id),
+                role="owner",
+                org_id=clinic.org_id,
+                plan_id="clinic_monthly",
+                seats=1,
+                payment_method=card,
+            )
+    assert raised.value.status == 402
+    assert raised.value.code == "payment_failed"
+    async with db.session_scope(write=False) as session:
+        assert (
+            await session.scalar(select(Subscription).where(Subscription.org_id == clinic.org_id))
+            is None
+        )
+    assert await _count(db, Invoice) == invoices_before
+
+
+async def test_authentication_required_is_incomplete(
+    db: Database, billing: BillingRuntime, local_provider: LocalProvider, frozen_clock: FrozenClock
+) -> None:
+    async with db.session_scope() as session:
+        await seed_default_plans(session)
+        clinic = await make_clinic(session)
+        sub = await service.create_subscription(
+            session,
+            local_provider,
+            actor=Actor.user(clinic.owner_id),
+            role="owner",
+            org_id=clinic.org_id,
+            plan_id="solo_monthly",
+            seats=1,
+            payment_method="pm_card_authenticationRequired",
+        )
+        assert sub.status == "incomplete"
+        clinician = next(u for u, r in clinic.members.items() if r == "clinician")
+        decision = await check_entitlement(
+            session, org_id=clinic.org_id, user_id=clinician, feature="notes"
+        )
+        assert (decision.allowed, decision.reason) == (False, "subscription_incomplete")
+
+
+async def test_only_owner_and_billing_change_billing(
+    db: Database, billing: BillingRuntime, local_provider: LocalProvider
+) -> None:
+    async with db.session_scope() as session:
+        await seed_default_plans(session)
+        clinic = await make_clinic(session)
+        for role in ("admin", "clinician", "auditor"):
+            with pytest.raises(InsufficientRole):
+                await service.create_subscription(
+                    session,
+                    local_provider,
+                    actor=Actor.user(clinic.owner_id),
+                    role=role,
+                    org_id=clinic.org_id,
+                    plan_id="clinic_monthly",
+                    seats=1,
+                    payment_method="pm_card_visa",
+                )
+
+
+async def test_full_lifecycle_local(
+    db: Database, billing: BillingRuntime, local_provider: LocalProvider, frozen_clock: FrozenClock
+) -> None:
+    owner_actor: Actor
+    async with db.session_scope() as session:
+        await seed_default_plans(session)
+        clinic = await make_clinic(session, clinicians=2)
+        billing_user = await add_member(session, clinic, "billing")
+        owner_actor = Actor.user(clinic.owner_id)
+        clinicians = [u for u, r in clinic.members.items() if r == "clinician"]
+
+        # Subscribe: 2 seats on the monthly clinic plan, paid at once.
+        sub = await service.create_subscription(
+            session,
+            local_provider,
+            actor=owner_actor,
+            role="owner",
+            org_id=clinic.org_id,
+            plan_id="clinic_monthly",
+            seats=2,
+            payment_method="pm_card_visa",
+            trial=False,
+        )
+        assert sub.status == "active"
+        with pytest.raises(SubscriptionExists):
+            await service.create_subscription(
+                session,
+                local_provider,
+                actor=owner_actor,
+                role="owner",
+                org_id=clinic.org_id,
+                plan_id="clinic_monthly",
+                seats=2,
+                payment_method="pm_card_visa",
+            )
+        first = (
+            await session.scalars(select(Invoice).where(Invoice.org_id == clinic.org_id))
+        ).all()
+        assert [(i.status, i.amount_cents) for i in first] == [("paid", 2 * 3900)]
+        for user in clinicians:
+            decision = await check_entitlement(
+                session, org_id=clinic.org_id, user_id=user, feature="notes"
+            )
+            assert decision.allowed and decision.remaining == 2 * 400
+        # Seats can't go below active clinicians.
+        with pytest.raises(SeatsBelowUsage):
+            await service.preview(
+                session, role="billing", org_id=clinic.org_id, plan_id=None, seats=1
+            )
+
+    # Halfway through the period: 2 -> 4 seats, previewed, then applied with proration.
+    period = sub.current_period_end - sub.current_period_start
+    frozen_clock.advance(period / 2)
+    async with db.session_scope() as session:
+        planned = await service.preview(
+            session, role="billing", org_id=clinic.org_id, plan_id=None, seats=4
+        )
+        expected = round(2 * 3900 / 2)
+        assert planned.preview.amount_due_now_cents == expected
+        updated, applied = await service.change_subscription(
+            session,
+            local_provider,
+            actor=Actor.user(billing_user),
+            role="billing",
+            org_id=clinic.org_id,
+            seats=4,
+        )
+        assert applied is not None and applied.amount_due_now_cents == expected
+        assert updated.seats == 4
+        proration = await session.scalar(
+            select(Invoice).where(
+                Invoice.org_id == clinic.org_id, Invoice.billing_reason == "subscription_update"
+            )
+        )
+        assert proration is not None and proration.amount_cents == expected
+        audit = await session.scalar(
+            select(AuditEvent).where(
+                AuditEvent.action == "billing:seats:changed", AuditEvent.org_id == clinic.org_id
+            )
+        )
+        assert audit is not None
+        assert audit.details["old_amount_cents"] == 7800
+        assert audit.details["new_amount_cents"] == 15600
+
+    # Renewal at period end (kit.clock): a new period and a paid cycle invoice.
+    frozen_clock.set(updated.current_period_end + timedelta(seconds=1))
+    async with db.session_scope() as session:
+        assert await service.renew_due(session, local_provider)
+        sub = await service.get_subscription(session, clinic.org_id, "admin")
+        assert sub.status == "active"
+        assert sub.current_period_start == updated.current_period_end
+        cycle = (
+            await session.scalars(
+                select(Invoice).where(
+                    Invoice.org_id == clinic.org_id, Invoice.billing_reason == "subscription_cycle"
+                )
+            )
+        ).all()
+        assert [(i.status, i.amount_cents) for i in cycle] == [("paid", 4 * 3900)]
+
+    # The card starts failing: the next renewal leaves the subscription past_due.
+    async with db.session_scope() as session:
+        await service.change_subscription(
+            session,
+            local_provider,
+            actor=owner_actor,
+            role="owner",
+            org_id=clinic.org_id,
+            payment_method="pm_card_chargeCustomerFail",
+        )
+    frozen_clock.set(sub.current_period_end + timedelta(seconds=1))
+    async with db.session_scope() as session:
+        await service.renew_due(session, local_provider)
+        sub = await service.get_subscription(session, clinic.org_id, "owner")
+        assert sub.status == "past_due"
+        assert sub.dunning_stage == "grace"
+        mails = (
+            await session.scalars(
+                select(OutboxEmail).where(OutboxEmail.template == "billing_payment_failed")
+            )
+        ).all()
+        assert len(mails) == 2  # the owner and the billing member
+        # In the grace period notes still work.
+        decision = await check_entitlement(
+            session, org_id=clinic.org_id, user_id=clinicians[0], feature="notes"
+        )
+        assert decision.allowed
+
+    # Grace over: restricted (notes refused; sign-in and export still allowed).
+    frozen_clock.advance(timedelta(days=7))
+    async with db.session_scope() as session:
+        assert await dunning.advance(session, frozen_clock.now()) == [clinic.org_id]
+        assert await dunning.advance(session, frozen_clock.now()) == []  # the email goes once
+        decision = await check_entitlement(
+            session, org_id=clinic.org_id, user_id=clinicians[0], feature="notes"
+        )
+        assert (decision.allowed, decision.reason) == (False, "past_due_grace_over")
+        for feature in ("sign_in", "data_export"):
+            assert (
+                await check_entitlement(
+                    session, org_id=clinic.org_id, user_id=clinicians[0], feature=feature
+                )
+            ).allowed
+        restricted_mails = await session.scalar(
+            select(func.count())
+            .select_from(OutboxEmail)
+            .where(OutboxEmail.template == "billing_restricted")
+        )
+        assert restricted_mails == 2
+
+    # Paid with a working card: active at once, access restored.
+    async with db.session_scope() as session:
+        sub, _ = await service.change_subscription(
+            session,
+            local_provider,
+            actor=owner_actor,
+            role="owner",
+            org_id=clinic.org_id,
+            payment_method="pm_card_mastercard",
+        )
+        assert sub.status == "active"
+        assert sub.past_due_since is None and sub.dunning_stage == "none"
+        open_left = await session.scalar(
+            select(func.count())
+            .select_from(Invoice)
+            .where(Invoice.org_id == clinic.org_id, Invoice.status == "open")
+        )
+        assert open_left == 0
+        decision = await check_entitlement(
+            session, org_id=clinic.org_id, user_id=clinicians[0], feature="notes"
+        )
+        assert decision.allowed
+        recovered = await session.scalar(
+            select(func.count())
+            .select_from(OutboxEmail)
+            .where(OutboxEmail.template == "billing_recovered")
+        )
+        assert recovered == 2
+
+    # Cancel at period end, resume, cancel again; the period end cancels it.
+    async with db.session_scope() as session:
+        sub, _ = await service.change_subscription(
+            session,
+            local_provider,
+            actor=owner_actor,
+            role="owner",
+            org_id=clinic.org_id,
+            cancel_at_period_end=True,
+        )
+        assert sub.cancel_at_period_end and sub.status == "active"
+        sub, _ = await service.change_subscription(
+            session,
+            local_provider,
+            actor=owner_actor,
+            role="owner",
+            org_id=clinic.org_id,
+            cancel_at_period_end=False,
+        )
+        assert not sub.cancel_at_period_end
+        sub, _ = await service.change_subscription(
+            session,
+            local_provider,
+            actor=owner_actor,
+            role="owner",
+            org_id=clinic.org_id,
+            cancel_at_period_end=True,
+        )
+    frozen_clock.set(sub.current_period_end + timedelta(seconds=1))
+    async with db.session_scope() as session:
+        await service.renew_due(session, local_provider)
+        sub = await service.get_subscription(session, clinic.org_id, "owner")
+        assert sub.status == "canceled"
+        decision = await check_entitlement(
+            session, org_id=clinic.org_id, user_id=clinicians[0], feature="notes"
+        )
+        assert (decision.allowed, decision.reason) == (False, "no_subscription")
