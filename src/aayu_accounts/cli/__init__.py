@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from aayu_accounts.cli import audit_cli, clients_cli, db_cli, keys_cli, serve_cli
+from aayu_accounts.cli import db_cli, keys_cli, serve_cli
 from aayu_accounts.config import InsecureConfiguration
 
 app = typer.Typer(
@@ -23,8 +23,6 @@ app = typer.Typer(
 app.add_typer(db_cli.app, name="db")
 app.add_typer(keys_cli.app, name="keys")
 serve_cli.register(app)
-app.add_typer(audit_cli.app, name="audit")
-app.add_typer(clients_cli.app, name="clients")
 
 
 class CommandFailed(Exception):

@@ -288,3 +288,51 @@ async def ensure_builtin_flags(session: AsyncSession, *, actor: Actor) -> list[s
             )
         await fanout.announce(session, version)
     return created
+
+
+ROLLBACK_OFF = ("NEW_AUTH", "NEW_DATABASE", "BILLING")
+ROLLBACK_ON = "FALLBACK"
+
+
+async def flag_states(session: AsyncSession) -> dict[str, dict[str, Any]]:
+    return {
+        f.key: {"enabled": f.enabled, "rollout_percent": f.rollout_percent}
+        for f in await repository.list_flags(session)
+    }
+
+
+async def apply_rollback(session: AsyncSession, *, actor: Actor) -> tuple[int, int]:
+    """Turn the new-path flags off and FALLBACK fully on, as ONE configuration version.
+
+    One version (not four) so every instance flips all flags in the same reload. Pending
+    schedule steps of the new-path flags are voided: yesterday's plan must not turn them back
+    on. Returns (config version, schedule steps voided). Each flag's change is audited.
+    """
+    changed: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    for key in (*ROLLBACK_OFF, ROLLBACK_ON):
+        flag = await repository.get_flag(session, key, for_update=True)
+        if flag is None:
+            continue
+        old = _state(flag)
+        if key == ROLLBACK_ON:
+            flag.enabled, flag.rollout_percent = True, 100
+        else:
+            flag.enabled = False
+        new = _state(flag)
+        if new != old:
+            flag.updated_at = clock.now()
+            changed.append((key, old, new))
+    voided = await cancel_pending_steps(session, ROLLBACK_OFF, "cancelled: rollback")
+    await session.flush()
+    version = await repository.bump_config_version(session)
+    for key, old, new in changed:
+        await record(
+            session,
+            AuditAction.FLAG_UPDATED,
+            actor=actor,
+            target_type="flag",
+            target_id=key,
+            details={"old": old, "new": new, "config_version": version, "cause": "rollback"},
+        )
+    await fanout.announce(session, version)
+    return version, voided

@@ -1,0 +1,112 @@
+"""``flags list``, ``flags set`` and ``rollback`` as an operator runs them (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from aayu_accounts.audit.actions import AuditAction
+from aayu_accounts.config import Settings
+from aayu_accounts.db import Database, create_engine
+from aayu_accounts.models.audit_event import AuditEvent
+from aayu_accounts.models.incident import Incident
+from tests.fixtures.database import make_settings
+
+
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AAYU_LOG_LEVEL": "WARNING"}
+    full_env.update(env)
+    result = subprocess.run(
+        [sys.executable, "-m", "aayu_accounts", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def cli_env(settings: Settings, url: str, tmp_path: Path) -> dict[str, str]:
+    env = {
+        "AAYU_ENV": "test",
+        "AAYU_DATABASE_URL": url,
+        "AAYU_VAR_DIR": str(tmp_path / "var"),
+        "AAYU_SECRETS_DIR": str(tmp_path / "var" / "secrets"),
+        "AAYU_INCIDENT_DIR": str(tmp_path / "incidents"),
+    }
+    if settings.redis_url:
+        env.update(AAYU_REDIS_URL=settings.redis_url, AAYU_REDIS_PREFIX=settings.redis_prefix)
+    return env
+
+
+@pytest.mark.committing
+async def test_flags_set_list_and_rollback(
+    settings: Settings, fresh_database_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(settings, fresh_database_url, tmp_path)
+    changed = json.loads(
+        run_cli(
+            "flags", "set", "NEW_AUTH", "--on", "--percent", "25", "--json", env=env, cwd=tmp_path
+        ).stdout
+    )
+    assert changed["enabled"] is True
+    assert changed["rollout_percent"] == 25
+
+    listed = json.loads(run_cli("flags", "list", "--json", env=env, cwd=tmp_path).stdout)
+    by_key = {f["key"]: f for f in listed}
+    assert {"NEW_AUTH", "NEW_DATABASE", "BILLING", "SHADOW_WRITES", "FALLBACK"} <= set(by_key)
+    assert by_key["NEW_AUTH"]["rollout_percent"] == 25
+    human = run_cli("flags", "list", env=env, cwd=tmp_path).stdout
+    assert "NEW_AUTH" in human
+    assert "25 %" in human
+
+    result = json.loads(run_cli("rollback", "--json", env=env, cwd=tmp_path).stdout)
+    assert result["flags"]["NEW_AUTH"]["enabled"] is False
+    assert result["flags"]["FALLBACK"] == {"enabled": True, "rollout_percent": 100}
+    report = Path(result["report"]).read_text()  # noqa: ASYNC240 - a test reading its output
+    assert "| NEW_AUTH | on 25 % | off 25 % |" in report
+
+    database = Database(create_engine(make_settings(fresh_database_url, tmp_path)))
+    try:
+        async with database.session_scope(write=False) as session:
+            incident = await session.get(Incident, result["incident_id"])
+            assert incident is not None
+            kind, actor = incident.kind, incident.actor
+            rollbacks = (
+                await session.scalars(
+                    select(AuditEvent).where(
+                        AuditEvent.action == AuditAction.ROLLBACK_EXECUTED.value
+                    )
+                )
+            ).all()
+            rollback_actors = [event.actor_id for event in rollbacks]
+    finally:
+        await database.dispose()
+    assert kind == "manual"
+    assert actor.startswith("system:cli:")
+    assert rollback_actors == [actor.removeprefix("system:")]
+
+
+@pytest.mark.committing
+async def test_flags_set_refuses_unknown_flag_and_empty_change(
+    settings: Settings, fresh_database_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(settings, fresh_database_url, tmp_path)
+    unknown = run_cli("flags", "set", "NOPE", "--on", env=env, cwd=tmp_path, check=False)
+    assert unknown.returncode == 1
+    assert "there is no flag NOPE" in unknown.stderr
+    empty = run_cli("flags", "set", "NEW_AUTH", env=env, cwd=tmp_path, check=False)
+    assert empty.returncode == 1
+    assert "nothing to change" in empty.stderr
