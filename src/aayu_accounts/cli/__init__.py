@@ -10,7 +10,9 @@ import sys
 
 import typer
 
-from aayu_accounts.cli import db_cli, keys_cli, serve_cli
+from aayu_accounts.cli import audit_cli, clients_cli, db_cli, keys_cli, serve_cli
+from aayu_accounts.cli.flags_cli import app as flags_app
+from aayu_accounts.cli.rollback_cli import register as register_rollback
 from aayu_accounts.config import InsecureConfiguration
 
 app = typer.Typer(
@@ -23,6 +25,10 @@ app = typer.Typer(
 app.add_typer(db_cli.app, name="db")
 app.add_typer(keys_cli.app, name="keys")
 serve_cli.register(app)
+app.add_typer(flags_app, name="flags")
+register_rollback(app)
+app.add_typer(audit_cli.app, name="audit")
+app.add_typer(clients_cli.app, name="clients")
 
 
 class CommandFailed(Exception):
