@@ -26,7 +26,8 @@ async def _enroll(client: httpx.AsyncClient, account: Account) -> tuple[str, lis
     codes = confirm.json()["recovery_codes"]
     # The session token rotated at the privilege change; the old one no longer works.
     new_token = confirm.json()["token"]
-    assert new_token and new_token != account.token
+    assert new_token
+    assert new_token != account.token
     assert (await client.get("/api/v1/me", headers=account.auth)).status_code == 401
     account.token = new_token
     client.cookies.clear()
