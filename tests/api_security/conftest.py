@@ -17,6 +17,7 @@ from aayu_accounts.audit.service import Actor
 from aayu_accounts.client.signing import secret_key, sign_headers
 from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
+from aayu_accounts.kit import clock
 
 
 @pytest.fixture
@@ -32,7 +33,11 @@ class SigningClient:
     http: httpx.AsyncClient
     issued: IssuedSecret
 
-    def headers(self, method: str, path: str, body: bytes, query: str = "", **over: Any) -> dict[str, str]:
+    def headers(
+        self, method: str, path: str, body: bytes, query: str = "", **over: Any
+    ) -> dict[str, str]:
+        # The (possibly frozen) server clock, so tests that move time still sign in-window.
+        over.setdefault("timestamp", clock.unix_now())
         return sign_headers(
             key_id=self.issued.key_id,
             secret=secret_key(self.issued.secret),
