@@ -36,3 +36,8 @@ async def firing_counts(session: AsyncSession) -> dict[str, int]:
         .group_by(Alert.severity)
     )
     return {str(severity): int(count) for severity, count in rows.all()}
+
+
+async def groups_with_pending(session: AsyncSession) -> Sequence[str]:
+    query = select(Alert.group_key).where(Alert.notify_pending.is_(True)).distinct()
+    return (await session.scalars(query)).all()

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import AsyncRetrying, stop_after_attempt, wait_random_exponential
@@ -29,6 +30,7 @@ from aayu_accounts.db import Database
 from aayu_accounts.jobs import enqueue, job_handler
 from aayu_accounts.kit import clock
 from aayu_accounts.models.alert import Alert
+from aayu_accounts.models.job import Job
 from aayu_accounts.observability import metrics
 from aayu_accounts.observability.alert import channels, repository
 from aayu_accounts.observability.alert.severity import Severity, repeat_seconds
@@ -251,19 +253,23 @@ async def _schedule_flush(session: AsyncSession, group: str) -> None:
     now = clock.now()
     # One flush per group per wait period: a burst of raises becomes one message.
     bucket = int(now.timestamp() // max(wait, 1.0))
-    await enqueue(
-        session,
-        FLUSH_JOB,
-        {"group": group},
-        run_at=now + timedelta(seconds=wait),
-        dedupe_key=f"{FLUSH_JOB}:{group}:{bucket}",
+    dedupe_key = f"{FLUSH_JOB}:{group}:{bucket}"
+    run_at = now + timedelta(seconds=wait)
+    added = await enqueue(
+        session, FLUSH_JOB, {"group": group}, run_at=run_at, dedupe_key=dedupe_key
     )
+    if added is None:
+        status = await session.scalar(select(Job.status).where(Job.dedupe_key == dedupe_key))
+        if status != "queued":
+            # That flush already ran (or is running) without this news: one more.
+            await enqueue(session, FLUSH_JOB, {"group": group}, run_at=run_at)
 
 
 async def mark_repeats_due(session: AsyncSession) -> int:
-    """Mark firing alerts whose repeat interval has passed (the leader calls this)."""
+    """Mark firing alerts whose repeat interval has passed, and make sure every group with
+    pending news has a flush coming (the leader calls this on each evaluation)."""
     now = clock.now()
-    groups: set[str] = set()
+    groups: set[str] = set(await repository.groups_with_pending(session))
     for row in await repository.firing(session):
         if _repeat_due(row, now):
             row.notify_pending = True
