@@ -8,6 +8,8 @@ from aayu_accounts.api_security.service_api import endpoints as service_endpoint
 from aayu_accounts.identity import endpoints as identity_endpoints
 from aayu_accounts.observability import endpoints as observability_endpoints
 from aayu_accounts.observability import health
+from aayu_accounts.rollout.flag import endpoints as flag_endpoints
+from aayu_accounts.rollout.incident import endpoints as incident_endpoints
 
 
 def include_routers(app: FastAPI) -> None:
@@ -16,3 +18,5 @@ def include_routers(app: FastAPI) -> None:
     for router in identity_endpoints.routers:
         app.include_router(router)
     app.include_router(service_endpoints.router)
+    app.include_router(flag_endpoints.router)
+    app.include_router(incident_endpoints.router)

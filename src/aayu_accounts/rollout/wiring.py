@@ -11,6 +11,9 @@ from aayu_accounts.db import Database
 from aayu_accounts.jobs import Scheduler
 from aayu_accounts.rollout.flag import service as flag_service
 from aayu_accounts.rollout.flag.runtime import FlagRuntime
+
+# Imported for its job handler (the incident report writer) to be registered.
+from aayu_accounts.rollout.incident import service as incident_service  # noqa: F401
 from aayu_accounts.rollout.settings import RolloutSettings
 
 SCHEDULE_PERIOD_SECONDS = 15.0
