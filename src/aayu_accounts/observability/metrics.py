@@ -262,3 +262,44 @@ REDIS_FALLBACKS = Counter(
     "Times a component fell back to in-process state because Redis failed",
     ["component"],
 )
+
+# --- billing: revenue (same numbers as `aayu-accounts billing report`) --------------------------
+BILLING_MRR = Gauge(
+    "aayu_billing_mrr_cents",
+    "Monthly recurring revenue in minor units (Stripe's definition: active and past_due, "
+    "monthly-normalized, trials excluded), by currency",
+    ["currency"],
+    multiprocess_mode="mostrecent",
+)
+BILLING_ARR = Gauge(
+    "aayu_billing_arr_cents",
+    "Annual run rate (12 x MRR) in minor units, by currency",
+    ["currency"],
+    multiprocess_mode="mostrecent",
+)
+BILLING_SUBSCRIPTIONS = Gauge(
+    "aayu_billing_subscriptions",
+    "Subscriptions by plan and status",
+    ["plan", "status"],
+    multiprocess_mode="mostrecent",
+)
+BILLING_SEATS = Gauge(
+    "aayu_billing_seats",
+    "Paid seats on active and past_due subscriptions",
+    multiprocess_mode="mostrecent",
+)
+BILLING_TRIAL_CONVERSION = Gauge(
+    "aayu_billing_trial_conversion_ratio",
+    "Share of ended trials that became paying subscriptions",
+    multiprocess_mode="mostrecent",
+)
+BILLING_CHURN_30D = Gauge(
+    "aayu_billing_churn_30d_ratio",
+    "Subscriptions canceled in the last 30 days over those paying at the window's start",
+    multiprocess_mode="mostrecent",
+)
+BILLING_FAILURE_RATE = Gauge(
+    "aayu_billing_failure_ratio",
+    "Share of charged invoices of the last 30 days still unpaid (open or uncollectible)",
+    multiprocess_mode="mostrecent",
+)
