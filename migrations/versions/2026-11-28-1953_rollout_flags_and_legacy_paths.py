@@ -112,6 +112,21 @@ def upgrade() -> None:
         sa.UniqueConstraint("subject", "key", name=op.f("uq_user_documents_subject_key")),
     )
 
+    op.create_table(
+        "legacy_user_links",
+        sa.Column("legacy_subject", sa.String(64), nullable=False),
+        sa.Column("user_id", sa.String(36), nullable=False),
+        sa.Column("migrated_at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_legacy_user_links_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("legacy_subject", name=op.f("pk_legacy_user_links")),
+        sa.UniqueConstraint("user_id", name=op.f("uq_legacy_user_links_user_id")),
+    )
+
     now = clock.now()
     op.bulk_insert(
         feature_flags,
@@ -138,6 +153,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("legacy_user_links")
     op.drop_table("user_documents")
     op.drop_index("ix_incidents_created_at", table_name="incidents")
     op.drop_table("incidents")

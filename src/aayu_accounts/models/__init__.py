@@ -15,6 +15,7 @@ from aayu_accounts.models.invoice import Invoice
 from aayu_accounts.models.job import Job
 from aayu_accounts.models.key_version import KeyVersionRecord
 from aayu_accounts.models.leader_lease import LeaderLease
+from aayu_accounts.models.legacy_user_link import LegacyUserLink
 from aayu_accounts.models.membership import Membership
 from aayu_accounts.models.mfa_challenge import MfaChallenge
 from aayu_accounts.models.organization import Organization
@@ -45,6 +46,7 @@ __all__ = [
     "Job",
     "KeyVersionRecord",
     "LeaderLease",
+    "LegacyUserLink",
     "Membership",
     "MfaChallenge",
     "Organization",
