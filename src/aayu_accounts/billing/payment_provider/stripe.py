@@ -51,9 +51,10 @@ def _ts(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), UTC)
 
 
-def _field(obj: Any, name: str) -> Any:
+def field_of(obj: Any, name: str) -> Any:
     """An attribute of a StripeObject that may be absent (objects are not dicts any more)."""
-    return obj.get(name, None)
+    # Not obj.get(): StripeObject.get raises since stripe-python 15 (objects are not dicts).
+    return obj[name] if name in obj else None  # noqa: SIM401
 
 
 def plan_key(plan_id: str) -> str:
@@ -61,27 +62,27 @@ def plan_key(plan_id: str) -> str:
 
 
 def invoice_state(invoice: Any) -> InvoiceState:
-    lines = _field(invoice, "lines")
+    lines = field_of(invoice, "lines")
     line_periods = [line.period for line in lines.data] if lines is not None else []
-    start = _ts(_field(invoice, "period_start")) or _ts(invoice.created)
-    end = _ts(_field(invoice, "period_end")) or start
+    start = _ts(field_of(invoice, "period_start")) or _ts(invoice.created)
+    end = _ts(field_of(invoice, "period_end")) or start
     if line_periods:
         start = _ts(min(p.start for p in line_periods)) or start
         end = _ts(max(p.end for p in line_periods)) or end
     assert start is not None
     assert end is not None
-    transitions = _field(invoice, "status_transitions")
-    paid_at = _ts(_field(transitions, "paid_at")) if transitions is not None else None
+    transitions = field_of(invoice, "status_transitions")
+    paid_at = _ts(field_of(transitions, "paid_at")) if transitions is not None else None
     return InvoiceState(
         provider_invoice_id=invoice.id,
         status=str(invoice.status),
-        billing_reason=str(_field(invoice, "billing_reason") or "manual"),
-        amount_cents=int(_field(invoice, "amount_due") or 0),
+        billing_reason=str(field_of(invoice, "billing_reason") or "manual"),
+        amount_cents=int(field_of(invoice, "amount_due") or 0),
         currency=str(invoice.currency),
         period_start=start,
         period_end=end,
-        hosted_url=_field(invoice, "hosted_invoice_url"),
-        attempt_count=int(_field(invoice, "attempt_count") or 0),
+        hosted_url=field_of(invoice, "hosted_invoice_url"),
+        attempt_count=int(field_of(invoice, "attempt_count") or 0),
         paid_at=paid_at,
     )
 
@@ -89,17 +90,17 @@ def invoice_state(invoice: Any) -> InvoiceState:
 def subscription_state(sub: Any) -> SubscriptionState:
     """Map a Stripe Subscription (API response or webhook payload) to our terms."""
     item = sub["items"].data[0]
-    price = _field(item, "price") or _field(item, "plan")
+    price = field_of(item, "price") or field_of(item, "plan")
     price_id = price.id if price is not None and not isinstance(price, str) else str(price)
     # API 2025-03-31 moved the period to the items; the stand-in keeps it on the subscription.
-    start = _field(sub, "current_period_start") or _field(item, "current_period_start")
-    end = _field(sub, "current_period_end") or _field(item, "current_period_end")
-    latest = _field(sub, "latest_invoice")
+    start = field_of(sub, "current_period_start") or field_of(item, "current_period_start")
+    end = field_of(sub, "current_period_end") or field_of(item, "current_period_end")
+    latest = field_of(sub, "latest_invoice")
     invoices = (
         (invoice_state(latest),) if latest is not None and not isinstance(latest, str) else ()
     )
     customer = sub.customer if isinstance(sub.customer, str) else sub.customer.id
-    payment_method = _field(sub, "default_payment_method")
+    payment_method = field_of(sub, "default_payment_method")
     period_start, period_end = _ts(start), _ts(end)
     assert period_start is not None
     assert period_end is not None
@@ -108,12 +109,12 @@ def subscription_state(sub: Any) -> SubscriptionState:
         customer_id=customer,
         status=str(sub.status),
         plan_id=price_id.removeprefix("aayu_"),
-        seats=int(_field(item, "quantity") or 1),
+        seats=int(field_of(item, "quantity") or 1),
         current_period_start=period_start,
         current_period_end=period_end,
-        cancel_at_period_end=bool(_field(sub, "cancel_at_period_end")),
-        trial_end=_ts(_field(sub, "trial_end")),
-        canceled_at=_ts(_field(sub, "canceled_at")),
+        cancel_at_period_end=bool(field_of(sub, "cancel_at_period_end")),
+        trial_end=_ts(field_of(sub, "trial_end")),
+        canceled_at=_ts(field_of(sub, "canceled_at")),
         payment_method=payment_method if isinstance(payment_method, str) else None,
         invoices=invoices,
     )
@@ -259,7 +260,7 @@ class StripeProvider:
         plan_id = price.stripe_price_id or await self.ensure_plan(price, op_id)
         sub = await self._retrieve(current.provider_subscription_id)
         item = sub["items"].data[0]
-        old_plan = (_field(item, "price") or _field(item, "plan")).id
+        old_plan = (field_of(item, "price") or field_of(item, "plan")).id
         old_quantity = int(item.quantity)
 
         async def update(plan: str, quantity: int, step: str) -> Any:
@@ -295,7 +296,7 @@ class StripeProvider:
                     )
                 except stripe.CardError:
                     invoice = await v1.invoices.retrieve_async(invoice.id)
-                if invoice.status != "paid" and int(_field(invoice, "amount_due") or 0) > 0:
+                if invoice.status != "paid" and int(field_of(invoice, "amount_due") or 0) > 0:
                     await self._call(
                         lambda: v1.invoices.void_invoice_async(
                             invoice.id,

@@ -319,7 +319,7 @@ async def change_subscription(
             await apply_state(session, sub, state, version=int(now.timestamp()), fetched=True)
             if old_status != sub.status and sub.status == "active":
                 for invoice in await _open_invoices(session, sub.id):
-                    invoice.status, invoice.paid_at = "paid", now
+                    await invoices.mark_paid(session, invoice, now)
         if plan_id is not None or seats is not None:
             planned = await plan_change(session, org_id=org_id, plan_id=plan_id, seats=seats)
             if planned.new_plan.id != sub.plan_id or planned.seats != sub.seats:
