@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from aayu_accounts.api_security.service_api import endpoints as service_endpoints
+from aayu_accounts.billing import endpoints as billing_endpoints
 from aayu_accounts.identity import endpoints as identity_endpoints
 from aayu_accounts.observability import endpoints as observability_endpoints
 from aayu_accounts.observability import health
@@ -18,5 +19,6 @@ def include_routers(app: FastAPI) -> None:
     for router in identity_endpoints.routers:
         app.include_router(router)
     app.include_router(service_endpoints.router)
+    app.include_router(billing_endpoints.router)
     app.include_router(flag_endpoints.router)
     app.include_router(incident_endpoints.router)
