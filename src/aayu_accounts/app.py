@@ -15,6 +15,7 @@ from aayu_accounts import __version__
 from aayu_accounts.api import include_routers
 from aayu_accounts.api_security import wiring as api_security_wiring
 from aayu_accounts.audit.tasks import periodic_registration as audit_periodic_registration
+from aayu_accounts.billing import wiring as billing_wiring
 from aayu_accounts.config import Settings, get_settings
 from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.crypto.keyring.runtime import start_keyring
@@ -113,6 +114,8 @@ def create_app(
         # Nonce memory, rate limits and service-client lookups (Redis when configured).
         api_security_wiring.start(app, settings, app.state.db)
         email_sender.configure(settings)
+        # Billing: the plan catalog seeded (idempotent), revenue metrics.
+        await billing_wiring.start(app, settings)
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if settings.run_worker_in_process:
