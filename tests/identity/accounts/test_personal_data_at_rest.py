@@ -1,0 +1,89 @@
+"""After sign-ups through the API, no email, name or TOTP secret is stored in plaintext.
+
+Runs on a database of its own (committed for real, then scanned raw: the SQLite file with its
+WAL, every PostgreSQL table), so nothing else's rows mix in and nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest_asyncio
+from asgi_lifespan import LifespanManager
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aayu_accounts import migrate
+from aayu_accounts.app import create_app
+from aayu_accounts.config import Settings
+from aayu_accounts.crypto.keyring import Keyring
+from aayu_accounts.db import Database, create_engine
+from tests.fixtures.crypto import assert_no_plaintext
+from tests.fixtures.database import create_pg_database, drop_pg_database
+from tests.identity.accounts.helpers import Account, signed_up, totp_now, unique_email
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_database(
+    backend: str, settings: Settings, tmp_path: Path
+) -> AsyncIterator[tuple[AsyncEngine, Settings]]:
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'scan.db'}"
+        name = None
+    else:
+        name = f"aayu_scan_{uuid.uuid4().hex[:12]}"
+        url = await create_pg_database(name)
+    own = settings.model_copy(update={"database_url": url})
+    engine = create_engine(own)
+    try:
+        await migrate.upgrade(engine)
+        yield engine, own
+    finally:
+        await engine.dispose()
+        if name is not None:
+            await drop_pg_database(name)
+
+
+async def test_no_personal_field_in_plaintext_after_sign_ups(
+    own_database: tuple[AsyncEngine, Settings], keyring: Keyring
+) -> None:
+    engine, own_settings = own_database
+    db = Database(engine)
+    app = create_app(own_settings, database=db, keyring=keyring)
+    secrets: list[str] = []
+    accounts: list[Account] = []
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            for name in ("Zenobia Quartermaine", "Bartholomew Oyelaran"):
+                account = await signed_up(
+                    client, db, email=unique_email("zq-person"), full_name=name
+                )
+                accounts.append(account)
+                start = await client.post("/api/v1/me/mfa/totp", headers=account.auth)
+                secret = start.json()["secret"]
+                secrets.append(secret)
+                confirm = await client.post(
+                    "/api/v1/me/mfa/totp/confirm",
+                    json={"code": totp_now(secret)},
+                    headers=account.auth,
+                )
+                assert confirm.status_code == 200
+                account.token = confirm.json()["token"]  # rotated at the privilege change
+                client.cookies.clear()
+            # An invitation to an address that has no account yet.
+            invited = unique_email("invitee-xq")
+            response = await client.post(
+                f"/api/v1/orgs/{accounts[0].org_id}/invitations",
+                json={"email": invited, "role": "clinician"},
+                headers=accounts[0].auth,
+            )
+            assert response.status_code == 201
+    values = [a.email for a in accounts] + [a.full_name for a in accounts] + secrets
+    # Local parts and surnames alone must not appear either.
+    values += [a.email.split("@")[0] for a in accounts] + ["Quartermaine", "Oyelaran"]
+    values.append(invited)
+    scanned = await assert_no_plaintext(engine, values)
+    assert scanned > 0
