@@ -1,16 +1,20 @@
 """CORS: deny by default, allow only the configured origins (``AAYU_CORS_ORIGINS``).
 
-Starlette's middleware does the protocol; this wrapper builds it from the app's settings on
-first use, so tests and operators configure it in one place. With an explicit origin list the
-``Access-Control-Allow-Origin`` header echoes an allowed origin only (never ``*``), so
-credentials are only ever allowed for allowlisted origins; a preflight from any other origin
-is refused (400) and a simple request gets no CORS headers, which browsers treat as denial.
+Starlette's middleware speaks the protocol for allowed origins; this wrapper builds it from
+the app's settings on first use and answers a preflight from any other origin itself with 403
+``cors_origin_denied`` and no CORS headers at all. With an explicit list the
+``Access-Control-Allow-Origin`` header only ever echoes an allowed origin (never ``*``), so
+credentials are allowed for allowlisted origins only; a simple request from another origin
+gets no CORS headers, which browsers treat as denial.
 """
 
 from __future__ import annotations
 
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aayu_accounts.api_security.responses import header, send_problem
+from aayu_accounts.errors import AppError
 
 ALLOWED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "X-CSRF-Token", "X-Request-ID"]
@@ -23,12 +27,20 @@ EXPOSED_HEADERS = [
 ]
 
 
+class CorsOriginDenied(AppError):
+    status = 403
+    code = "cors_origin_denied"
+    title = "Cross-origin request not allowed"
+
+
 class AllowlistCorsMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._cors: ASGIApp | None = None
+        self._origins: frozenset[str] = frozenset()
 
     def _build(self, origins: list[str]) -> ASGIApp:
+        self._origins = frozenset(origins)
         return CORSMiddleware(
             self.app,
             allow_origins=origins,
@@ -40,9 +52,20 @@ class AllowlistCorsMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         if self._cors is None:
-            if scope["type"] not in ("http", "websocket"):
-                await self.app(scope, receive, send)
-                return
             self._cors = self._build(list(scope["app"].state.api_security_settings.cors_origins))
+        origin = header(scope, b"origin")
+        if (
+            scope["method"] == "OPTIONS"
+            and origin is not None
+            and header(scope, b"access-control-request-method") is not None
+            and origin not in self._origins
+        ):
+            await send_problem(
+                scope, send, CorsOriginDenied(f"The origin {origin[:100]!r} is not allowed.")
+            )
+            return
         await self._cors(scope, receive, send)
