@@ -144,6 +144,12 @@ def configure(settings: Settings, transport: EmailTransport | None = None) -> No
     _configured = _Configured(transport or transport_for(settings), settings.smtp_from)
 
 
+def reset() -> None:
+    """Forget the configured transport (tests; the next use reads the settings again)."""
+    global _configured  # noqa: PLW0603 - see configure()
+    _configured = None
+
+
 def current() -> tuple[EmailTransport, str]:
     if _configured is None:
         configure(get_settings())
