@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from aayu_accounts.api_security.service_api import endpoints as service_endpoints
+from aayu_accounts.audit import endpoints as audit_endpoints
 from aayu_accounts.billing import endpoints as billing_endpoints
 from aayu_accounts.identity import endpoints as identity_endpoints
 from aayu_accounts.observability import endpoints as observability_endpoints
@@ -22,3 +23,4 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(billing_endpoints.router)
     app.include_router(flag_endpoints.router)
     app.include_router(incident_endpoints.router)
+    app.include_router(audit_endpoints.router)
