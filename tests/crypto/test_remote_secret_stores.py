@@ -27,6 +27,7 @@ from aayu_accounts.crypto.secret_store.resilience import ResilientSecretStore
 from aayu_accounts.crypto.secret_store.vault import VaultSecretStore
 from aayu_accounts.db import Database
 from aayu_accounts.kit.clock import FrozenClock
+from aayu_accounts.kit.resilience import SECRET_STORE, Dependency, Policy
 from aayu_accounts.observability.metrics import ALERTS
 from tests.fixtures.secret_servers import (
     AzureStandIn,
@@ -50,16 +51,12 @@ def azure_store(server: AzureStandIn, token: str | None = None) -> AzureKeyVault
     )
 
 
-def resilient(inner: SecretStore, *, retries: int = 2, failures: int = 2) -> ResilientSecretStore:
-    return ResilientSecretStore(
-        inner,
-        timeout=1.0,
-        retries=retries,
-        breaker_failures=failures,
-        breaker_reset_seconds=0.5,
-        backoff_initial=0.01,
-        backoff_max=0.02,
-    )
+def resilient(
+    inner: SecretStore, *, retries: int = 2, failures: int = 2, timeout: float = 1.0
+) -> ResilientSecretStore:
+    """The provider behind its own breaker (not the process-wide one), with short waits."""
+    policy = Policy(SECRET_STORE, timeout, retries + 1, 0.01, 0.02, failures, 0.5)
+    return ResilientSecretStore(inner, guard=Dependency(policy))
 
 
 @pytest_asyncio.fixture(loop_scope="session", params=["vault", "azure"])
@@ -118,15 +115,15 @@ async def test_outage_is_retried_then_the_breaker_opens(
 ) -> None:
     store, server = remote
     await store.set("master-key", "value")
-    wrapped = resilient(store, retries=2, failures=2)
+    wrapped = resilient(store, retries=2, failures=4)
     server.outage = True
     before = server.requests
     with pytest.raises(SecretStoreUnavailable):
         await wrapped.get("master-key")
-    assert server.requests - before == 3  # one call and two retries
+    assert server.requests - before == 3  # one attempt and two retries
     with pytest.raises(SecretStoreUnavailable):
         await wrapped.get("master-key")
-    # Two failed calls opened the breaker: the next one fails without any request.
+    # Four failed attempts opened the breaker: the next call fails without any request.
     before = server.requests
     with pytest.raises(SecretStoreUnavailable, match="circuit open"):
         await wrapped.get("master-key")
@@ -149,9 +146,7 @@ async def test_not_found_is_not_retried(remote: tuple[SecretStore, StandIn]) -> 
 async def test_slow_provider_times_out(vault_server: VaultStandIn) -> None:
     store = vault_store(vault_server)
     await store.set("master-key", "value")
-    wrapped = ResilientSecretStore(
-        store, timeout=0.2, retries=1, breaker_failures=5, breaker_reset_seconds=1
-    )
+    wrapped = resilient(store, retries=1, failures=5, timeout=0.2)
     vault_server.delay = 0.5
     with pytest.raises(SecretStoreUnavailable, match="did not answer"):
         await wrapped.get("master-key")

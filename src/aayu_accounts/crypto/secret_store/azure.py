@@ -68,14 +68,19 @@ class AzureKeyVaultSecretStore(SecretStore):
         except ResourceNotFoundError:
             raise SecretNotFound(name, version) from None
         except ClientAuthenticationError as exc:
-            raise SecretStoreError(f"azure refused the credential ({exc.status_code})") from None
+            raise SecretStoreError(
+                f"azure refused the credential ({exc.status_code})",
+                status_code=exc.status_code or 401,
+            ) from None
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise SecretStoreUnavailable(f"azure: {type(exc).__name__}") from None
         except HttpResponseError as exc:
             status = exc.status_code or 0
             if status >= 500 or status == 0:
                 raise SecretStoreUnavailable(f"azure answered {status}") from None
-            raise SecretStoreError(f"azure refused the request ({status})") from None
+            raise SecretStoreError(
+                f"azure refused the request ({status})", status_code=status
+            ) from None
 
     async def get(self, name: str, version: str | None = None) -> Secret:
         check_name(name)

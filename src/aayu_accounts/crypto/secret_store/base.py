@@ -17,10 +17,23 @@ _VALID_NAME = re.compile(r"^[A-Za-z0-9-]{1,127}$")
 
 
 class SecretStoreError(Exception):
-    """Base of the secret store's failures. Messages carry names, never values."""
+    """Base of the secret store's failures. Messages carry names, never values.
+
+    ``status_code`` follows HTTP: a 4xx is an answer (not retried, not counted by the circuit
+    breaker in :mod:`aayu_accounts.kit.resilience`), a 5xx or none is an outage.
+    """
+
+    status_code: int | None = None
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        if status_code is not None:
+            self.status_code = status_code
 
 
 class SecretNotFound(SecretStoreError):
+    status_code = 404
+
     def __init__(self, name: str, version: str | None = None) -> None:
         self.name = name
         self.version = version
@@ -31,9 +44,13 @@ class SecretNotFound(SecretStoreError):
 class SecretStoreUnavailable(SecretStoreError):
     """The provider could not be reached or answered with a server error."""
 
+    status_code = 503
+
 
 class SecretRefused(SecretStoreError):
     """The provider's answer is unusable here (e.g. a generated secret in production)."""
+
+    status_code = 422
 
 
 @dataclass(frozen=True)

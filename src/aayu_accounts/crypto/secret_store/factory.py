@@ -54,13 +54,9 @@ def _remote_provider(settings: Settings) -> SecretStore:
 
 def remote_store(settings: Settings, provider: SecretStore) -> SecretStore:
     """``provider`` behind the resilience wrapper and the cache, as the settings say."""
-    resilient = ResilientSecretStore(
-        provider,
-        timeout=settings.secret_store_timeout_seconds,
-        retries=settings.secret_store_retries,
-        breaker_failures=settings.secret_store_breaker_failures,
-        breaker_reset_seconds=settings.secret_store_breaker_reset_seconds,
-    )
+    # Timeout, retries and breaker come from kit.resilience's ``secret_store`` policy, which
+    # kit.resilience.configure() tunes from the same AAYU_SECRET_STORE_* settings.
+    resilient = ResilientSecretStore(provider)
     return CachedSecretStore(
         resilient,
         ttl=timedelta(seconds=settings.secret_cache_ttl_seconds),

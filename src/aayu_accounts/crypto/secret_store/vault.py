@@ -75,7 +75,9 @@ class VaultSecretStore(SecretStore):
         except _OUTAGES as exc:
             raise SecretStoreUnavailable(f"vault: {type(exc).__name__}") from None
         except hvac.exceptions.VaultError as exc:  # 4xx: permission, bad request
-            raise SecretStoreError(f"vault refused the request: {type(exc).__name__}") from None
+            raise SecretStoreError(
+                f"vault refused the request: {type(exc).__name__}", status_code=403
+            ) from None
 
     async def get(self, name: str, version: str | None = None) -> Secret:
         path = self._path(name)
