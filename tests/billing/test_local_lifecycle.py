@@ -32,7 +32,7 @@ from tests.billing.factories import add_member, make_clinic, seed_default_plans
 
 async def _count(db: Database, model: type[object]) -> int:
     async with db.session_scope(write=False) as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)  # type: ignore[arg-type]
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 @pytest.mark.parametrize(
@@ -158,7 +158,8 @@ async def test_full_lifecycle_local(
             decision = await check_entitlement(
                 session, org_id=clinic.org_id, user_id=user, feature="notes"
             )
-            assert decision.allowed and decision.remaining == 2 * 400
+            assert decision.allowed
+            assert decision.remaining == 2 * 400
         # Seats can't go below active clinicians.
         with pytest.raises(SeatsBelowUsage):
             await service.preview(
@@ -182,14 +183,16 @@ async def test_full_lifecycle_local(
             org_id=clinic.org_id,
             seats=4,
         )
-        assert applied is not None and applied.amount_due_now_cents == expected
+        assert applied is not None
+        assert applied.amount_due_now_cents == expected
         assert updated.seats == 4
         proration = await session.scalar(
             select(Invoice).where(
                 Invoice.org_id == clinic.org_id, Invoice.billing_reason == "subscription_update"
             )
         )
-        assert proration is not None and proration.amount_cents == expected
+        assert proration is not None
+        assert proration.amount_cents == expected
         audit = await session.scalar(
             select(AuditEvent).where(
                 AuditEvent.action == "billing:seats:changed", AuditEvent.org_id == clinic.org_id
@@ -276,7 +279,8 @@ async def test_full_lifecycle_local(
             payment_method="pm_card_mastercard",
         )
         assert sub.status == "active"
-        assert sub.past_due_since is None and sub.dunning_stage == "none"
+        assert sub.past_due_since is None
+        assert sub.dunning_stage == "none"
         open_left = await session.scalar(
             select(func.count())
             .select_from(Invoice)
@@ -304,7 +308,8 @@ async def test_full_lifecycle_local(
             org_id=clinic.org_id,
             cancel_at_period_end=True,
         )
-        assert sub.cancel_at_period_end and sub.status == "active"
+        assert sub.cancel_at_period_end
+        assert sub.status == "active"
         sub, _ = await service.change_subscription(
             session,
             local_provider,

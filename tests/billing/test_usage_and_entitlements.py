@@ -230,7 +230,8 @@ async def test_seat_limit(
         assert (usage.seats, usage.used, usage.available) == (2, 2, 0)
         with pytest.raises(SeatLimitReached) as raised:
             await seats.ensure_seat_available(session, org_id=clinic.org_id, role="clinician")
-        assert raised.value.code == "seat_limit" and raised.value.status == 409
+        assert raised.value.code == "seat_limit"
+        assert raised.value.status == 409
         await seats.ensure_seat_available(session, org_id=clinic.org_id, role="billing")
         # A clinician added past the seats (e.g. by an older flow) gets seat_limit; the
         # earlier clinicians keep their seats.
