@@ -12,6 +12,7 @@ from aayu_accounts.observability import endpoints as observability_endpoints
 from aayu_accounts.observability import health
 from aayu_accounts.rollout.flag import endpoints as flag_endpoints
 from aayu_accounts.rollout.incident import endpoints as incident_endpoints
+from aayu_accounts.rollout.user_data import endpoints as user_data_endpoints
 
 
 def include_routers(app: FastAPI) -> None:
@@ -23,4 +24,5 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(billing_endpoints.router)
     app.include_router(flag_endpoints.router)
     app.include_router(incident_endpoints.router)
+    app.include_router(user_data_endpoints.router)
     app.include_router(audit_endpoints.router)

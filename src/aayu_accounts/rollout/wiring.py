@@ -9,12 +9,19 @@ from fastapi import FastAPI, Request
 from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
 from aayu_accounts.jobs import Scheduler
+from aayu_accounts.rollout.context import RolloutContext
 from aayu_accounts.rollout.flag import service as flag_service
 from aayu_accounts.rollout.flag.runtime import FlagRuntime
 
 # Imported for its job handler (the incident report writer) to be registered.
 from aayu_accounts.rollout.incident import service as incident_service  # noqa: F401
+from aayu_accounts.rollout.legacy.credentials import LegacyCredentials
+from aayu_accounts.rollout.legacy.store import LegacyDocumentStore
+from aayu_accounts.rollout.path_router import PathRouter
 from aayu_accounts.rollout.settings import RolloutSettings
+
+# Imported for its job handler (shadow copies) to be registered.
+from aayu_accounts.rollout.shadow import tasks as shadow_tasks  # noqa: F401
 
 SCHEDULE_PERIOD_SECONDS = 15.0
 
@@ -33,6 +40,21 @@ def install(app: FastAPI, settings: Settings, rollout: RolloutSettings | None = 
     """Attach the flag runtime, its readiness detail and the leader duties to ``app``."""
     runtime = FlagRuntime(settings, rollout)
     app.state.flag_runtime = runtime
+    router = PathRouter(
+        runtime.store,
+        runtime.outcomes,
+        new_path_timeout_seconds=runtime.rollout.new_path_timeout_seconds,
+    )
+
+    def retune(changed: RolloutSettings) -> None:
+        router.new_path_timeout_seconds = changed.new_path_timeout_seconds
+
+    runtime.on_configure.append(retune)
+    app.state.rollout = RolloutContext(
+        router=router,
+        legacy_credentials=LegacyCredentials(settings.legacy_auth_file),
+        legacy_store=LegacyDocumentStore(settings.legacy_store_dir),
+    )
 
     async def flags_ready(_request: Request) -> dict[str, Any]:
         return runtime.readiness()

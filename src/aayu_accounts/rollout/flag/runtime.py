@@ -27,11 +27,13 @@ from aayu_accounts.db import Database
 from aayu_accounts.observability import metrics
 from aayu_accounts.rollout.flag import fanout, loader
 from aayu_accounts.rollout.flag.store import FlagStore
+from aayu_accounts.rollout.outcomes import OutcomeWindow, RedisOutcomes
 from aayu_accounts.rollout.settings import RolloutSettings
 
 log = structlog.get_logger(__name__)
 
 RECONNECT_SECONDS = 1.0
+OUTCOME_FLUSH_SECONDS = 1.0
 
 
 class FlagRuntime:
@@ -39,6 +41,10 @@ class FlagRuntime:
         self.settings = settings
         self.rollout = rollout or RolloutSettings()
         self.store = FlagStore(self.rollout.flag_max_staleness_seconds)
+        # Outcomes of the new path in this process; with Redis, flushed there every second so
+        # the leader's auto-rollback monitor sees every instance.
+        self.outcomes = OutcomeWindow()
+        self.shared_outcomes: RedisOutcomes | None = None
         self.listener_kind = "none"
         self.listener_connected = False
         self._db: Database | None = None
@@ -47,11 +53,14 @@ class FlagRuntime:
         self._reload_lock = asyncio.Lock()
         self._redis: Any = None
         self._publisher: Callable[[int], Awaitable[None]] | None = None
+        self.on_configure: list[Callable[[RolloutSettings], None]] = []
 
     def configure(self, rollout: RolloutSettings) -> None:
         """Replace the rollout settings (before ``start``; tests tune intervals this way)."""
         self.rollout = rollout
         self.store.max_staleness_seconds = rollout.flag_max_staleness_seconds
+        for hook in self.on_configure:
+            hook(rollout)
 
     @property
     def redis_channel(self) -> str:
@@ -77,6 +86,8 @@ class FlagRuntime:
             fanout.register_publisher(self._publisher)
             self.listener_kind = "redis"
             self._spawn(self._listen_redis(), "aayu-flags-redis")
+            self.shared_outcomes = RedisOutcomes(self._redis, self.settings.redis_prefix)
+            self._spawn(self._flush_outcomes(), "aayu-outcomes-flush")
         else:
             # Changes committed in this very process apply at once, whatever the database.
             self._publisher = self._reload_local
@@ -98,6 +109,8 @@ class FlagRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.flush_outcomes()
+        self.shared_outcomes = None
         if self._publisher is not None:
             fanout.unregister_publisher(self._publisher)
             self._publisher = None
@@ -131,6 +144,23 @@ class FlagRuntime:
                 await self.reload(source="poll")
             except Exception as exc:  # the snapshot ages; past the bound the legacy path serves
                 log.warning("flags.poll_failed", error=type(exc).__name__)
+
+    async def _flush_outcomes(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(OUTCOME_FLUSH_SECONDS):
+                    await self._stop.wait()
+            await self.flush_outcomes()
+
+    async def flush_outcomes(self) -> None:
+        if self.shared_outcomes is None:
+            return
+        taken = self.outcomes.take_unflushed()
+        try:
+            await self.shared_outcomes.push(taken)
+        except Exception as exc:  # kept for the next flush; the monitor sees them late
+            self.outcomes.restore_unflushed(taken)
+            log.warning("rollout.outcomes_flush_failed", error=type(exc).__name__)
 
     async def _on_announcement(self, payload: object, source: str) -> None:
         try:
