@@ -12,6 +12,7 @@ import typer
 import uvicorn
 
 from aayu_accounts.cli.common import run_with_db, settings
+from aayu_accounts.crypto.keyring.runtime import start_keyring
 from aayu_accounts.db import Database
 from aayu_accounts.jobs import LeaderElector, Scheduler, Worker
 
@@ -72,6 +73,11 @@ def worker() -> None:
         job_worker = Worker(db, poll_seconds=current.job_poll_seconds)
         db.on_jobs_committed(job_worker.wake)
         scheduler = Scheduler(LeaderElector(db, lease_seconds=current.leader_lease_seconds))
-        await asyncio.gather(job_worker.run_forever(stop), scheduler.run_forever(stop))
+        # Jobs read and write encrypted fields: load the keyring (refreshed like the server's).
+        keys = await start_keyring(current, db)
+        try:
+            await asyncio.gather(job_worker.run_forever(stop), scheduler.run_forever(stop))
+        finally:
+            await keys.stop()
 
     run_with_db(work)
