@@ -10,7 +10,15 @@ import sys
 
 import typer
 
-from aayu_accounts.cli import audit_cli, clients_cli, db_cli, keys_cli, serve_cli
+from aayu_accounts.cli import (
+    admin_cli,
+    audit_cli,
+    clients_cli,
+    db_cli,
+    demo_cli,
+    keys_cli,
+    serve_cli,
+)
 from aayu_accounts.cli.flags_cli import app as flags_app
 from aayu_accounts.cli.rollback_cli import register as register_rollback
 from aayu_accounts.config import InsecureConfiguration
@@ -29,6 +37,8 @@ app.add_typer(flags_app, name="flags")
 register_rollback(app)
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(clients_cli.app, name="clients")
+app.add_typer(admin_cli.app, name="admin")
+app.add_typer(demo_cli.app, name="demo")
 
 
 class CommandFailed(Exception):

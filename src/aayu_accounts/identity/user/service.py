@@ -15,10 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.service import Actor, record
+from aayu_accounts.config import Settings
 from aayu_accounts.email.service import queue_email
+from aayu_accounts.errors import Conflict
 from aayu_accounts.identity.auth_session import service as session_service
 from aayu_accounts.identity.errors import CurrentPasswordWrong, PasswordTooWeak, TokenInvalid
 from aayu_accounts.identity.membership import repository as membership_repository
+from aayu_accounts.identity.password import PasswordHasher, PasswordPolicy
 from aayu_accounts.identity.permissions import Role
 from aayu_accounts.identity.runtime import IdentityRuntime
 from aayu_accounts.identity.tokens import hash_token, new_token
@@ -52,7 +55,7 @@ class Profile:
 
 
 async def ensure_password_acceptable(
-    rt: IdentityRuntime,
+    rt: IdentityRuntime | PasswordPolicy,
     password: str,
     *,
     email: str | None,
@@ -60,7 +63,8 @@ async def ensure_password_acceptable(
     org_name: str | None = None,
 ) -> None:
     """Raises :class:`PasswordTooWeak` listing every reason the policy refuses ``password``."""
-    violations = await rt.policy.acheck(
+    policy = rt if isinstance(rt, PasswordPolicy) else rt.policy
+    violations = await policy.acheck(
         password, email=email, full_name=full_name, org_name=org_name
     )
     if violations:
@@ -87,11 +91,12 @@ async def _email_token(session: AsyncSession, user: User, purpose: str, lifetime
     return token
 
 
-def accept_current_policies(rt: IdentityRuntime, user: User) -> None:
+def accept_current_policies(rt: IdentityRuntime | Settings, user: User) -> None:
+    settings = rt if isinstance(rt, Settings) else rt.settings
     now = clock.now()
-    user.terms_version = rt.settings.terms_version
+    user.terms_version = settings.terms_version
     user.terms_accepted_at = now
-    user.privacy_version = rt.settings.privacy_version
+    user.privacy_version = settings.privacy_version
     user.privacy_accepted_at = now
 
 
@@ -351,3 +356,70 @@ async def profile(session: AsyncSession, user_id: str) -> Profile:
         mfa_enabled=user.mfa_enabled,
         memberships=[MembershipView(o.id, o.name, m.role) for m, o in memberships],
     )
+
+
+class UserExists(Conflict):
+    code = "user_exists"
+    title = "A user with this email address exists"
+
+
+async def create_verified_user(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    hasher: PasswordHasher,
+    policy: PasswordPolicy,
+    email: str,
+    password: str,
+    full_name: str,
+    platform_admin: bool,
+    actor: Actor,
+) -> User:
+    """An operator-made account (``admin create``, demo data): verified, policies accepted.
+
+    Raises :class:`UserExists` and :class:`PasswordTooWeak`.
+    """
+    if await repository.get_by_email(session, email) is not None:
+        raise UserExists("A user with this email address already exists.")
+    await ensure_password_acceptable(policy, password, email=email, full_name=full_name)
+    now = clock.now()
+    user = User(email=email, full_name=full_name, password_hash=await hasher.hash(password))
+    user.email_verified_at = now
+    user.password_changed_at = now
+    user.is_platform_admin = platform_admin
+    accept_current_policies(settings, user)
+    await repository.add(session, user)
+    await record(
+        session,
+        AuditAction.PLATFORM_ADMIN_CREATED if platform_admin else AuditAction.USER_REGISTERED,
+        actor=actor,
+        target_type="user",
+        target_id=user.id,
+        details={"via": "cli"},
+    )
+    return user
+
+
+async def create_clinic_for(
+    session: AsyncSession, user: User, name: str, *, actor: Actor
+) -> Organization:
+    """A clinic with ``user`` as its owner (demo data)."""
+    org = Organization(name=name)
+    session.add(org)
+    await session.flush()
+    await membership_repository.add(
+        session, Membership(org_id=org.id, user_id=user.id, role=Role.OWNER.value)
+    )
+    await record(
+        session,
+        AuditAction.ORG_CREATED,
+        actor=actor,
+        org_id=org.id,
+        target_type="organization",
+        target_id=org.id,
+    )
+    return org
+
+
+async def exists(session: AsyncSession, email: str) -> bool:
+    return await repository.get_by_email(session, email) is not None
