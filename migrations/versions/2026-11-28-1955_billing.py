@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("provider_subscription_id", sa.String(100), nullable=True),
         sa.Column("payment_method", sa.String(100), nullable=True),
         sa.Column("provider_version", sa.Integer(), nullable=False),
+        sa.Column("payment_method_version", sa.Integer(), nullable=False),
         sa.Column("converted_from_trial_at", UTCDateTime(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),

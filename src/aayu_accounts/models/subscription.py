@@ -35,5 +35,7 @@ class Subscription(IdMixin, TimestampMixin, Base):
     # A PaymentMethod id (pm_...): a reference, not card data.
     payment_method: Mapped[str | None] = mapped_column(String(100))
     provider_version: Mapped[int] = mapped_column(Integer, default=0)
+    # Age (event ``created``) of the customer event that set ``payment_method``.
+    payment_method_version: Mapped[int] = mapped_column(Integer, default=0)
     # Set when a trialing subscription first becomes active (trial conversion).
     converted_from_trial_at: Mapped[datetime | None] = mapped_column()

@@ -144,9 +144,9 @@ async def process(session: AsyncSession, event_id: str, provider: PaymentProvide
     elif kind in INVOICE_EVENTS:
         outcome = await _invoice_event(session, event, stored.created, provider)
     elif kind == "customer.updated":
-        outcome = await _customer_updated(session, event)
+        outcome = await _customer_updated(session, event, stored.created)
     elif kind in ("payment_method.attached", "payment_method.detached"):
-        outcome = await _payment_method_event(session, event, kind)
+        outcome = await _payment_method_event(session, event, kind, stored.created)
     stored.status = "processed"
     stored.processed_at = clock.now()
     await record(
@@ -266,20 +266,31 @@ async def _invoice_event(
     return "invoice_" + invoice.status
 
 
-async def _customer_updated(session: AsyncSession, event: dict[str, Any]) -> str:
+async def _customer_updated(session: AsyncSession, event: dict[str, Any], created: int) -> str:
     obj = _object(event)
     sub = await subscriptions.by_customer_id(session, obj.id)
     if sub is None:
+        org_id = _metadata_org(obj)
+        if org_id is not None and await subscriptions.org_exists(session, org_id):
+            if await subscriptions.for_org(session, org_id) is None:
+                # Ours, but the subscription event has not been applied yet: retry later.
+                raise EventNotReady(event["id"])
         return "unknown_customer"
+    if created < sub.payment_method_version:
+        return "stale"
     default = _nested(obj, "invoice_settings", "default_payment_method")
+    sub.payment_method_version = created
     if isinstance(default, str) and default != sub.payment_method:
         sub.payment_method = default
         await session.flush()
         return "payment_method_updated"
+    await session.flush()
     return "unchanged"
 
 
-async def _payment_method_event(session: AsyncSession, event: dict[str, Any], kind: str) -> str:
+async def _payment_method_event(
+    session: AsyncSession, event: dict[str, Any], kind: str, created: int
+) -> str:
     obj = _object(event)
     previous = _nested(event, "data", "previous_attributes", "customer")
     customer = field_of(obj, "customer")
@@ -289,8 +300,11 @@ async def _payment_method_event(session: AsyncSession, event: dict[str, Any], ki
     sub = await subscriptions.by_customer_id(session, customer_id)
     if sub is None:
         return "unknown_customer"
+    if created < sub.payment_method_version:
+        return "stale"
     if kind == "payment_method.detached" and sub.payment_method == obj.id:
         sub.payment_method = None
+        sub.payment_method_version = created
         await session.flush()
         return "payment_method_removed"
     return "noted"
