@@ -271,10 +271,10 @@ async def _customer_updated(session: AsyncSession, event: dict[str, Any], create
     sub = await subscriptions.by_customer_id(session, obj.id)
     if sub is None:
         org_id = _metadata_org(obj)
-        if org_id is not None and await subscriptions.org_exists(session, org_id):
-            if await subscriptions.for_org(session, org_id) is None:
-                # Ours, but the subscription event has not been applied yet: retry later.
-                raise EventNotReady(event["id"])
+        ours = org_id is not None and await subscriptions.org_exists(session, org_id)
+        if ours and org_id is not None and await subscriptions.for_org(session, org_id) is None:
+            # Ours, but the subscription event has not been applied yet: retry later.
+            raise EventNotReady(event["id"])
         return "unknown_customer"
     if created < sub.payment_method_version:
         return "stale"
