@@ -122,6 +122,25 @@ def rotate(
     typer.echo(f"{name} rotated: version {version}", err=True)
 
 
+@app.command("init-master")
+def init_master() -> None:
+    """Create the master key in the secret store (once, before the first production start)."""
+    current = settings()
+
+    async def work(db: Database) -> str:
+        async with db.session_scope() as session:
+            return await keys.init_master(
+                session, build_secret_store(current), recorder=audit_key_event
+            )
+
+    try:
+        version = run_with_db(work)
+    except keys.MasterKeyExists as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"master key created: version {version}", err=True)
+
+
 @app.command()
 def retire(
     name: NameArgument,

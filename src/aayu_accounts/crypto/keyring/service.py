@@ -22,7 +22,7 @@ from aayu_accounts.crypto.keyring.core import Keyring
 from aayu_accounts.crypto.keyring.master import MasterKeys, load_master_keys
 from aayu_accounts.crypto.keyring.purposes import MASTER_KEY_SECRET, KeyPurpose
 from aayu_accounts.crypto.keyring.usage import rows_per_version
-from aayu_accounts.crypto.secret_store.base import SecretStore
+from aayu_accounts.crypto.secret_store.base import SecretNotFound, SecretStore
 from aayu_accounts.kit import clock
 from aayu_accounts.models.key_version import ACTIVE
 
@@ -122,6 +122,31 @@ async def rotate(
         ),
     )
     return str(record.version)
+
+
+class MasterKeyExists(Exception):
+    pass
+
+
+async def init_master(
+    session: AsyncSession, store: SecretStore, *, recorder: KeyEventRecorder
+) -> str:
+    """Create version 1 of the master key in the store (production's first start).
+
+    Development generates it on first use; remote stores and the production file provider do
+    not, so an operator runs this once. Refused when a master key exists.
+    """
+    try:
+        await store.list_versions(MASTER_KEY_SECRET)
+    except SecretNotFound:
+        pass
+    else:
+        raise MasterKeyExists("the secret store already has a master key; use `keys rotate master`")
+    created = await store.set(MASTER_KEY_SECRET, primitives.encode_key(primitives.random_key()))
+    await recorder(
+        session, KeyEvent("created", MASTER, created.version, {"version": created.version})
+    )
+    return created.version
 
 
 async def _rotate_master(
