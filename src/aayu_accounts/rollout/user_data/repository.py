@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, distinct, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.kit import clock
@@ -59,7 +59,7 @@ class DatabaseDocumentStore:
 
     async def subjects(self) -> list[str]:
         rows = await self.session.scalars(
-            select(distinct(UserDocument.subject)).order_by(UserDocument.subject)
+            select(UserDocument.subject).distinct().order_by(UserDocument.subject)
         )
         return list(rows.all())
 
