@@ -41,6 +41,7 @@ from aayu_accounts.identity.runtime import get_runtime
 from aayu_accounts.identity.tokens import hash_token
 from aayu_accounts.kit import clock
 from aayu_accounts.kit.asgi import client_ip_var, user_agent_var
+from aayu_accounts.observability import metrics
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,12 @@ async def _authenticate(request: Request) -> Principal | None:
         async with db.session_scope(write=False) as session:
             entry = await session_service.load_principal(session, runtime.settings, token_hash)
         if entry is None:
+            metrics.AUTH_FAILURES.labels("session_unknown").inc()
             return None
         runtime.sessions.put(entry)
     now = clock.now()
     if not session_service.is_live(entry, now):
+        metrics.AUTH_FAILURES.labels("session_expired").inc()
         runtime.sessions.apply(Invalidation(token_hashes={token_hash}))
         return None
     entry.last_seen_at = now

@@ -9,6 +9,7 @@ import httpx
 
 from aayu_accounts.db import Database
 from aayu_accounts.kit.clock import FrozenClock
+from tests.identity.accounts.conftest import AppFactory
 from tests.identity.accounts.helpers import (
     Account,
     login,
@@ -159,3 +160,38 @@ async def test_hash_is_upgraded_when_parameters_change(
         stored = await session.scalar(select(User.password_hash).where(User.id == account.user_id))
     assert stored is not None
     assert "m=1024" in stored
+
+
+async def test_credential_stuffing_is_audited_and_alerted(
+    app_with: AppFactory, db: Database
+) -> None:
+    from sqlalchemy import select
+
+    from aayu_accounts.models.alert import Alert
+    from aayu_accounts.models.audit_event import AuditEvent
+
+    async with app_with(
+        login_ip_captcha_after=50, login_ip_block_after=6, login_ip_window_seconds=900
+    ) as client:
+        for _ in range(6):
+            response = await client.post(
+                "/api/v1/auth/login",
+                json={"email": unique_email("stuffed"), "password": "Leaked-password-123"},
+            )
+            assert response.json()["code"] == "invalid_credentials"
+        blocked = await client.post(
+            "/api/v1/auth/login",
+            json={"email": unique_email("stuffed"), "password": "Leaked-password-123"},
+        )
+        assert blocked.status_code == 429
+    async with db.session_scope(write=False) as session:
+        detected = (
+            await session.scalars(
+                select(AuditEvent.details).where(
+                    AuditEvent.action == "identity:brute_force:detected"
+                )
+            )
+        ).all()
+        alerts = (await session.scalars(select(Alert.key))).all()
+    assert detected == [{"scope": "ip"}]
+    assert "identity.brute_force.ip" in alerts

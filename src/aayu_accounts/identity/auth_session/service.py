@@ -42,6 +42,9 @@ from aayu_accounts.kit.asgi import client_ip_var, user_agent_var
 from aayu_accounts.models.auth_session import AuthSession
 from aayu_accounts.models.mfa_challenge import MfaChallenge
 from aayu_accounts.models.user import User
+from aayu_accounts.observability import metrics
+from aayu_accounts.observability.alert.service import raise_alert
+from aayu_accounts.observability.alert.severity import Severity, runbook_link
 
 ACTION_MFA_ENROLLMENT = "mfa_enrollment"
 ACTION_ACCEPT_POLICIES = "accept_policies"
@@ -132,6 +135,7 @@ async def _fail(
     reason: str,
 ) -> AppError:
     signals = await rt.login_throttle.record_failure(ip, account_key)
+    metrics.AUTH_LOGIN_FAILURES.labels("invalid_credentials").inc()
     actor = Actor.user(user.id) if user is not None else Actor.anonymous()
     await record(
         session,
@@ -143,14 +147,28 @@ async def _fail(
         details={"reason": reason},
     )
     if signals.brute_force_detected:
+        scope = str(signals.brute_force_scope or "ip")
+        metrics.SUSPICIOUS_EVENTS.labels("brute_force").inc()
         await record(
             session,
             AuditAction.BRUTE_FORCE_DETECTED,
             actor=Actor.anonymous(),
+            target_type="user" if scope == "account" and user is not None else None,
+            target_id=user.id if scope == "account" and user is not None else None,
             outcome="failure",
-            details={"scope": "ip" if signals.ip_blocked else "pair"},
+            details={"scope": scope},
+        )
+        # Committed with this failure's audit row (failures are returned, not raised).
+        await raise_alert(
+            session,
+            f"identity.brute_force.{scope}",
+            Severity.HIGH,
+            f"Credential stuffing or brute force detected (scope: {scope})",
+            runbook_link("alert-brute-force"),
+            labels={"scope": scope},
         )
     if signals.pair_blocked or signals.ip_blocked:
+        metrics.SUSPICIOUS_EVENTS.labels("lockout").inc()
         await record(
             session,
             AuditAction.LOGIN_LOCKED_OUT,
@@ -176,6 +194,8 @@ async def login(
     account_key = normalize_email(email)
     decision = await rt.login_throttle.check(ip, account_key)
     if decision.retry_after is not None:
+        metrics.AUTH_LOGIN_FAILURES.labels("locked").inc()
+        metrics.RATE_LIMIT_REFUSALS.labels("login").inc()
         await record(
             session,
             AuditAction.LOGIN_LOCKED_OUT,
@@ -187,6 +207,7 @@ async def login(
     if decision.captcha_required:
         solved = captcha is not None and await rt.captcha.verify(captcha, remote_ip=ip)
         if not solved:
+            metrics.AUTH_LOGIN_FAILURES.labels("captcha").inc()
             await record(
                 session,
                 AuditAction.CAPTCHA_REQUIRED,
@@ -270,6 +291,7 @@ async def complete_mfa(
 
     method = await _verify_second_factor(session, user, code)
     if method is None:
+        metrics.AUTH_LOGIN_FAILURES.labels("mfa").inc()
         await rt.mfa_throttle.record_failure(token_hash, ip)
         challenge.failed_attempts += 1
         await record(

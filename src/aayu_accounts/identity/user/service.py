@@ -31,6 +31,7 @@ from aayu_accounts.models.email_token import EmailToken
 from aayu_accounts.models.membership import Membership
 from aayu_accounts.models.organization import Organization
 from aayu_accounts.models.user import User
+from aayu_accounts.observability import metrics
 
 VERIFY_EMAIL = "verify_email"
 PASSWORD_RESET = "password_reset"  # noqa: S105 - a token purpose, not a password
@@ -175,6 +176,7 @@ async def register(
         target_id=user.id,
         details={"terms_version": user.terms_version, "privacy_version": user.privacy_version},
     )
+    metrics.SIGNUPS.inc()
     await record(
         session,
         AuditAction.ORG_CREATED,
