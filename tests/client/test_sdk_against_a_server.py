@@ -1,0 +1,165 @@
+"""The SDK against a real server on loopback: introspection, the other endpoints, a server
+restart survived by retries, and failing fast while the server is down (breaker open)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+import pytest_asyncio
+
+from aayu_accounts.client import (
+    AccountsClient,
+    ApiError,
+    AsyncAccountsClient,
+    CircuitOpenError,
+    ClientOptions,
+    UnavailableError,
+)
+from tests.client.server import ServerProcess, ServerStack, server_stack
+
+
+# One database, client and server per module and backend: starting them is the slow part.
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stack(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ServerStack]:
+    async with server_stack(backend, tmp_path_factory.mktemp("sdk")) as created:
+        yield created
+
+
+@pytest.fixture(scope="module")
+def server(stack: ServerStack) -> ServerProcess:
+    return stack.server()
+
+
+@pytest.fixture
+def running(server: ServerProcess) -> ServerProcess:
+    """The module's server, started again if a test left it stopped."""
+    if server.process is None:
+        server.start()
+    return server
+
+
+async def test_the_sdk_introspects_a_session_and_calls_every_endpoint(
+    stack: ServerStack, running: ServerProcess
+) -> None:
+    account = await stack.signed_in_account(running.url)
+    with AccountsClient(running.url, stack.key_id, stack.secret) as accounts:
+        session = accounts.introspect(account.token)
+        assert session.active is True
+        assert session.user_id == account.user_id
+        assert len(session.org_ids) == 1
+        assert session.expires_at is not None and session.expires_at > datetime.now(UTC)
+        assert accounts.introspect("not-a-session-token-at-all").active is False
+
+        org_id = session.org_ids[0]
+        flags = accounts.evaluate_flags(user_id=account.user_id, org_id=org_id)
+        assert {"NEW_AUTH", "BILLING"} <= set(flags)
+        entitlement = accounts.check_entitlement(
+            org_id=org_id, user_id=account.user_id, feature="notes"
+        )
+        assert entitlement.allowed is True
+        event = {
+            "event_id": "sdk-note-1",
+            "org_id": org_id,
+            "user_id": account.user_id,
+            "metric": "notes",
+            "quantity": 1,
+            "occurred_at": datetime.now(UTC),
+        }
+        assert accounts.record_usage(**event).recorded is True  # type: ignore[arg-type]
+        assert accounts.record_usage(**event).recorded is False  # type: ignore[arg-type]
+
+    async with AsyncAccountsClient(running.url, stack.key_id, stack.secret) as async_accounts:
+        assert (await async_accounts.introspect(account.token)).user_id == account.user_id
+
+
+async def test_a_4xx_is_raised_at_once_and_not_retried(
+    stack: ServerStack, running: ServerProcess
+) -> None:
+    wrong = AccountsClient(
+        running.url, stack.key_id, "0" * 64, options=ClientOptions(max_attempts=5)
+    )
+    started = time.monotonic()
+    with wrong, pytest.raises(ApiError) as raised:
+        wrong.introspect("anything")
+    assert raised.value.status == 401
+    assert raised.value.code == "signature_invalid"
+    assert time.monotonic() - started < 1.0  # no backoff happened
+    assert wrong.breaker_state == "closed"  # a 4xx says nothing about the server's health
+
+
+async def test_the_introspection_cache_is_off_by_default_and_short_when_on(
+    stack: ServerStack, running: ServerProcess
+) -> None:
+    account = await stack.signed_in_account(running.url)
+    cached = AccountsClient(
+        running.url,
+        stack.key_id,
+        stack.secret,
+        options=ClientOptions(introspection_cache_seconds=30),
+    )
+    plain = AccountsClient(running.url, stack.key_id, stack.secret)
+    with cached, plain:
+        assert cached.introspect(account.token).active is True
+        # Sign out: the uncached client sees it at once; the cached one within its TTL.
+        import httpx
+
+        logout = httpx.post(
+            running.url + "/api/v1/auth/logout",
+            headers={"Authorization": f"Bearer {account.token}"},
+        )
+        assert logout.status_code == 204
+        assert plain.introspect(account.token).active is False
+        assert cached.introspect(account.token).active is True
+
+
+async def test_retries_carry_a_call_through_a_server_restart(
+    stack: ServerStack, running: ServerProcess
+) -> None:
+    account = await stack.signed_in_account(running.url)
+    options = ClientOptions(
+        max_attempts=15, backoff_initial=0.2, backoff_max=1.0, breaker_fail_max=100
+    )
+    with AccountsClient(running.url, stack.key_id, stack.secret, options=options) as accounts:
+        assert accounts.introspect(account.token).active is True
+        running.stop()
+        restarter = threading.Timer(0.5, running.start)
+        restarter.start()
+        try:
+            # Sent while the server is down: refused connections, backoff, then success.
+            started = time.monotonic()
+            assert accounts.introspect(account.token).active is True
+            assert time.monotonic() - started > 0.4
+        finally:
+            restarter.join()
+
+
+async def test_the_breaker_fails_fast_while_the_server_is_down_then_recovers(
+    stack: ServerStack, running: ServerProcess
+) -> None:
+    account = await stack.signed_in_account(running.url)
+    options = ClientOptions(
+        max_attempts=2, backoff_initial=0.05, backoff_max=0.1,
+        breaker_fail_max=3, breaker_reset_seconds=2.0,
+    )
+    with AccountsClient(running.url, stack.key_id, stack.secret, options=options) as accounts:
+        assert accounts.introspect(account.token).active is True
+        running.stop()
+        with pytest.raises(UnavailableError):
+            accounts.introspect(account.token)  # two failed attempts
+        with pytest.raises(UnavailableError):
+            accounts.introspect(account.token)  # the third failure opens the breaker
+        assert accounts.breaker_state == "open"
+        started = time.monotonic()
+        with pytest.raises(CircuitOpenError):
+            accounts.introspect(account.token)
+        assert time.monotonic() - started < 0.05  # no connection attempted at all
+        running.start()
+        time.sleep(2.1)  # the reset timeout: one trial call is let through and succeeds
+        assert accounts.introspect(account.token).active is True
+        assert accounts.breaker_state == "closed"
