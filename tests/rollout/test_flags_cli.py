@@ -110,3 +110,34 @@ async def test_flags_set_refuses_unknown_flag_and_empty_change(
     empty = run_cli("flags", "set", "NEW_AUTH", env=env, cwd=tmp_path, check=False)
     assert empty.returncode == 1
     assert "nothing to change" in empty.stderr
+
+
+@pytest.mark.committing
+async def test_migrate_legacy_users_prints_the_migrated_share(
+    settings: Settings, fresh_database_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(settings, fresh_database_url, tmp_path)
+    env.update(AAYU_ARGON2_MEMORY_KIB="1024", AAYU_ARGON2_TIME_COST="1")
+    source = tmp_path / "auth.json"
+    source.write_text(
+        json.dumps(
+            {
+                "users": [
+                    {"username": "a", "password": "pw-a-123", "email": "a@clinic.example"},
+                    {"username": "b", "password": "pw-b-123"},
+                ]
+            }
+        )
+    )
+    first = run_cli("migrate", "legacy-users", str(source), env=env, cwd=tmp_path)
+    assert "beta users migrated: 50% of 2" in first.stdout
+    again = json.loads(
+        run_cli("migrate", "legacy-users", str(source), "--json", env=env, cwd=tmp_path).stdout
+    )
+    assert again["already"] == 1
+    assert again["migrated"] == 0
+    missing = run_cli(
+        "migrate", "legacy-users", str(tmp_path / "nope.json"), env=env, cwd=tmp_path, check=False
+    )
+    assert missing.returncode == 1
+    assert "does not exist" in missing.stderr

@@ -20,6 +20,7 @@ from aayu_accounts.cli import (
     serve_cli,
 )
 from aayu_accounts.cli.flags_cli import app as flags_app
+from aayu_accounts.cli.migrate_cli import app as migrate_app
 from aayu_accounts.cli.rollback_cli import register as register_rollback
 from aayu_accounts.cli.shadow_cli import app as shadow_app
 from aayu_accounts.config import InsecureConfiguration
@@ -37,6 +38,7 @@ serve_cli.register(app)
 app.add_typer(flags_app, name="flags")
 register_rollback(app)
 app.add_typer(shadow_app, name="shadow")
+app.add_typer(migrate_app, name="migrate")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(clients_cli.app, name="clients")
 app.add_typer(admin_cli.app, name="admin")
