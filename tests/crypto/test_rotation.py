@@ -16,14 +16,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aayu_accounts.config import Settings
-from aayu_accounts.crypto.keyring import KeyPurpose, Keyring, KeyUse
+from aayu_accounts.crypto.keyring import KeyPurpose, Keyring, KeyUse, tasks
 from aayu_accounts.crypto.keyring import service as keys
 from aayu_accounts.crypto.keyring.reencrypt import pending, reencrypt_all
 from aayu_accounts.crypto.keyring.runtime import KeyringRuntime, start_keyring
 from aayu_accounts.crypto.keyring.usage import rows_per_version
 from aayu_accounts.crypto.secret_store.factory import build_secret_store
 from aayu_accounts.db import Database
+from aayu_accounts.jobs import Worker
 from aayu_accounts.kit.clock import FrozenClock
+from aayu_accounts.models.job import Job
 from tests.crypto.models import Person, SampleBase, create_sample_tables
 
 DELAY = timedelta(seconds=120)
@@ -231,3 +233,30 @@ async def test_master_key_rotation_rewraps_without_touching_data(
 async def test_unknown_key_name_is_refused(instances: Instances) -> None:
     with pytest.raises(keys.UnknownKeyName):
         await instances.rotate("nonsense")
+
+
+async def test_the_durable_job_reencrypts_in_batches(
+    instances: Instances, frozen_clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks, "JOB_METADATA", SampleBase.metadata)
+    async with instances.db.session_scope() as session:
+        session.add_all(
+            Person(email=f"job{n}@example.org", name=f"Job Person{n}") for n in range(5)
+        )
+    await instances.rotate("data")
+    frozen_clock.advance(DELAY + timedelta(seconds=1))
+    await instances.refresh()
+    async with instances.db.session_scope() as session:
+        await tasks.enqueue_reencryption(session, batch_size=2)
+    worker = Worker(instances.db)
+    for _ in range(10):
+        if not await worker.run_once():
+            break
+        frozen_clock.advance(1)
+    async with instances.db.session_scope() as session:
+        assert (await rows_per_version(session, KeyPurpose.DATA, SampleBase.metadata)).keys() == {2}
+        statuses = (
+            await session.scalars(select(Job.status).where(Job.kind == tasks.REENCRYPT_JOB))
+        ).all()
+        # 5 rows, 2 per run: the job re-enqueued itself until nothing was left.
+        assert statuses == ["done", "done", "done"]

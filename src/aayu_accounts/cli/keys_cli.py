@@ -23,6 +23,7 @@ from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring import service as keys
 from aayu_accounts.crypto.keyring.reencrypt import pending, reencrypt_all
 from aayu_accounts.crypto.keyring.runtime import keyring_scope
+from aayu_accounts.crypto.keyring.tasks import enqueue_reencryption
 from aayu_accounts.crypto.secret_store.factory import build_secret_store
 from aayu_accounts.db import Database
 from aayu_accounts.models import Base
@@ -166,11 +167,17 @@ def retire(
 @app.command()
 def reencrypt(
     batch_size: int = typer.Option(500, "--batch-size", min=1, help="Rows per transaction"),
+    background: bool = typer.Option(
+        False, "--background", help="Leave the work to the job worker instead of doing it here"
+    ),
 ) -> None:
     """Move every stored ciphertext and blind index to the current key versions.
 
     Each batch commits on its own: interrupt it at any time and run it again to continue.
     """
+    if background:
+        _enqueue_reencryption(batch_size)
+        return
 
     async def work(db: Database, current: Settings) -> int:
         store = build_secret_store(current)
@@ -203,3 +210,12 @@ def reencrypt(
 
     done = _run(work)
     typer.echo(f"re-encrypted {done} values", err=True)
+
+
+def _enqueue_reencryption(batch_size: int) -> None:
+    async def work(db: Database, _current: Settings) -> None:
+        async with db.session_scope() as session:
+            await enqueue_reencryption(session, batch_size=batch_size)
+
+    _run(work)
+    typer.echo("re-encryption queued for the job worker", err=True)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring import repository
+from aayu_accounts.crypto.keyring import tasks as _tasks  # noqa: F401 - registers the job handler
 from aayu_accounts.crypto.keyring.core import Keyring
 from aayu_accounts.crypto.keyring.master import MasterKeys, load_master_keys
 from aayu_accounts.crypto.keyring.process import install_keyring
