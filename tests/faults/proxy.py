@@ -1,9 +1,13 @@
 """A loopback TCP proxy the tests cut and restore, standing between the app and a real server.
 
-Cutting closes every open connection and turns new ones away at once (as a stopped server
-whose host still answers would: connection refused/reset), so the outage is real for the
-driver — no patched function — while the shared PostgreSQL and Redis stay up for everyone
-else.
+Two kinds of outage, both real for the driver (no patched function) while the shared
+PostgreSQL and Redis stay up for everyone else:
+
+* ``cut()``: every open connection is reset and new ones are turned away at once, as with a
+  stopped server whose host still answers;
+* ``cut(hang=True)``: connections stay open but nothing gets through and new ones are accepted
+  and then ignored, as with a network partition or a frozen server — the case where only
+  timeouts and a breaker keep requests from hanging.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ class TcpProxy:
         self.target = (target_host, target_port)
         self.port = 0
         self.cut_off = False
+        self.hanging = False
         self.accepted = 0
+        self._held: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -42,17 +48,33 @@ class TcpProxy:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def cut(self) -> None:
-        """Drop every connection and refuse new ones until :meth:`restore`."""
+    def cut(self, *, hang: bool = False) -> None:
+        """Drop (or, with ``hang``, silence) every connection until :meth:`restore`."""
         self.cut_off = True
-        for writer in list(self._links):
-            _abort(writer)
-        self._links.clear()
+        self.hanging = hang
+        if not hang:
+            self._drop_all()
 
     def restore(self) -> None:
+        if self.hanging:
+            # What was silenced lost bytes mid-protocol: those connections are dead anyway.
+            self._drop_all()
         self.cut_off = False
+        self.hanging = False
+
+    def _drop_all(self) -> None:
+        for writer in (*self._links, *self._held):
+            _abort(writer)
+        self._links.clear()
+        self._held.clear()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut_off and self.hanging:
+            self._held.add(writer)
+            with contextlib.suppress(OSError):
+                while await reader.read(65536):
+                    pass  # swallowed: a partition answers nothing
+            return
         if self.cut_off:
             _abort(writer)
             return
@@ -71,6 +93,8 @@ class TcpProxy:
     async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         try:
             while data := await source.read(65536):
+                if self.cut_off and self.hanging:
+                    continue  # swallowed
                 if self.cut_off:
                     break
                 sink.write(data)

@@ -191,7 +191,8 @@ class Dependency:
 
     def reset(self) -> None:
         """Close the breaker (tests, and an operator who knows the dependency is back)."""
-        self.breaker.close()
+        if self.breaker.current_state != pybreaker.STATE_CLOSED:
+            self.breaker.close()
 
     # --- calling ---------------------------------------------------------------------
     async def breaker_call(
@@ -354,8 +355,16 @@ def guard_engine(engine: AsyncEngine) -> None:
     database = dependency(DATABASE)
 
     @event.listens_for(sync_engine, "do_connect")
-    def _before_connect(_dialect: Any, _record: Any, _args: Any, _kwargs: Any) -> None:
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
         database.allow()
+        # Connecting here (the event may return the connection) is the one place that sees
+        # every failed connect, timeouts included, before SQLAlchemy wraps or retries it.
+        try:
+            return dialect.loaded_dbapi.connect(*cargs, **cparams)
+        except Exception as exc:
+            if _is_outage(exc) or _is_outage(exc.__cause__):
+                database.record_failure(exc)
+            raise
 
     @event.listens_for(sync_engine, "handle_error")
     def _on_error(context: Any) -> None:

@@ -109,6 +109,7 @@ def install(app: FastAPI, settings: Settings) -> None:
 async def start(app: FastAPI, settings: Settings) -> ObservabilityRuntime:
     db: Database = app.state.db
     resilience.guard_engine(db.engine)
+    db.add_session_guard(resilience.dependency(resilience.DATABASE).allow)
     breaker_alerts = BreakerAlerts(db)
     resilience.add_state_observer(breaker_alerts)
     redis = redis_client.create_redis(settings)
