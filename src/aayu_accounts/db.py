@@ -141,6 +141,7 @@ class Database:
         self.bind = engine
         self._sqlite = engine.dialect.name == "sqlite"
         self._on_jobs_committed: list[Callable[[], None]] = []
+        self._session_guards: list[Callable[[], None]] = []
         joined = isinstance(engine, AsyncConnection)
         # Tests bind to one connection inside an outer transaction: commits become savepoints
         # and the whole test rolls back at the end.
@@ -174,6 +175,15 @@ class Database:
         """Called after a commit that enqueued jobs (wakes the in-process worker)."""
         self._on_jobs_committed.append(callback)
 
+    def add_session_guard(self, guard: Callable[[], None]) -> None:
+        """Run ``guard()`` before every unit of work; it may raise to refuse it.
+
+        The database breaker (kit/resilience.py) refuses here while the database is known to
+        be down, so a request fails fast instead of waiting on a pooled connection's ping.
+        """
+        if guard not in self._session_guards:
+            self._session_guards.append(guard)
+
     def new_session(self, *, write: bool = True) -> AsyncSession:
         factory = self._write_factory if write else self._read_factory
         session: AsyncSession = factory()
@@ -182,6 +192,8 @@ class Database:
     @asynccontextmanager
     async def session_scope(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
         """A unit of work: commits when the block succeeds, rolls back when it raises."""
+        for guard in self._session_guards:
+            guard()
         session = self.new_session(write=write)
         try:
             yield session
