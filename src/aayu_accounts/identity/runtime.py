@@ -9,12 +9,15 @@ process that uses them.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 
 from aayu_accounts.config import Settings
+from aayu_accounts.crypto.keyring import KeyPurpose, get_keyring, keyring_loaded
 from aayu_accounts.identity.auth_session.cache import SessionCache
 from aayu_accounts.identity.captcha import CaptchaVerifier, build_captcha
 from aayu_accounts.identity.password import PasswordHasher, PasswordPolicy
@@ -61,7 +64,7 @@ class IdentityRuntime:
             store=store,
             login_throttle=LoginThrottle(store, settings),
             mfa_throttle=MfaThrottle(store, settings),
-            captcha=build_captcha(settings, store),
+            captcha=build_captcha(settings, store, hmac_key=_altcha_key(settings)),
             sessions=sessions,
             redis=redis,
         )
@@ -74,6 +77,19 @@ class IdentityRuntime:
             with contextlib.suppress(Exception):
                 await self.redis.aclose()
         self.hasher.close()
+
+
+def _altcha_key(settings: Settings) -> str | None:
+    """ALTCHA's HMAC key from the keyring's CAPTCHA key, so every instance signs and checks
+    challenges alike (a random per-process key would fail behind a load balancer)."""
+    if settings.altcha_hmac_key or not keyring_loaded():
+        return None
+    keyring = get_keyring()
+    if KeyPurpose.CAPTCHA not in keyring.purposes():
+        return None
+    secret = keyring.current(KeyPurpose.CAPTCHA).secret
+    # A key of its own for this one use, derived rather than the keyring's bytes themselves.
+    return hmac.new(secret, b"aayu-altcha-v1", hashlib.sha256).hexdigest()
 
 
 def get_runtime(request: Request) -> IdentityRuntime:
