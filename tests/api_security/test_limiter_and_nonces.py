@@ -1,0 +1,113 @@
+"""The limiter and the nonce memory: shared through Redis, in-process otherwise, and stricter
+(never looser) when Redis fails."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as redis_asyncio
+
+from aayu_accounts.api_security.rate_limit.limiter import Limiter, parse_limit
+from aayu_accounts.api_security.rate_limit.middleware import limit_for
+from aayu_accounts.api_security.request_signing.nonces import MemoryNonceStore, RedisNonceStore
+from aayu_accounts.observability import metrics
+from tests.fixtures.services import REDIS_URL, redis_available, require
+from tests.client.server import free_port
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def redis() -> AsyncIterator[Any]:
+    require("Redis", redis_available())
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def dead_redis() -> AsyncIterator[Any]:
+    # A real client pointed at a port nobody listens on: every call fails as in an outage.
+    client = redis_asyncio.Redis(
+        host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2
+    )
+    yield client
+    await client.aclose()
+
+
+def prefix() -> str:
+    return f"aayu-test:{uuid.uuid4().hex[:12]}:"
+
+
+async def test_memory_limits_count_per_identity() -> None:
+    limiter = Limiter()
+    item = parse_limit("3/minute")
+    first = [(await limiter.hit(item, "ip", "a")).allowed for _ in range(4)]
+    assert first == [True, True, True, False]
+    assert (await limiter.hit(item, "ip", "b")).allowed
+
+
+async def test_redis_limits_are_shared_between_instances(redis: Any) -> None:
+    shared = prefix()
+    one, two = Limiter(redis=redis, key_prefix=shared), Limiter(redis=redis, key_prefix=shared)
+    item = parse_limit("3/minute")
+    assert (await one.hit(item, "user", "u")).allowed
+    assert (await two.hit(item, "user", "u")).allowed
+    assert (await one.hit(item, "user", "u")).allowed
+    refused = await two.hit(item, "user", "u")
+    assert not refused.allowed
+    assert refused.headers()["Retry-After"] == refused.headers()["RateLimit-Reset"]
+
+
+async def test_without_redis_each_instance_is_stricter(dead_redis: Any) -> None:
+    before = metrics.REDIS_FALLBACKS.labels("rate_limit")._value.get()
+    limiter = Limiter(redis=dead_redis, key_prefix=prefix(), fallback_divisor=4)
+    item = parse_limit("8/minute")
+    allowed = [(await limiter.hit(item, "ip", "a")).allowed for _ in range(4)]
+    assert allowed == [True, True, False, False]  # 8 / 4 per instance
+    assert metrics.REDIS_FALLBACKS.labels("rate_limit")._value.get() > before
+
+
+async def test_nonces_are_shared_through_redis(redis: Any) -> None:
+    shared = prefix()
+    one = RedisNonceStore(redis, shared, fallback=MemoryNonceStore())
+    two = RedisNonceStore(redis, shared, fallback=MemoryNonceStore())
+    assert await one.first_use("ak_1", "nonce-aaaaaaaaaaaa", 600)
+    assert not await two.first_use("ak_1", "nonce-aaaaaaaaaaaa", 600)
+    assert await two.first_use("ak_2", "nonce-aaaaaaaaaaaa", 600)  # per key
+
+
+async def test_nonces_fall_back_to_this_process_when_redis_fails(dead_redis: Any) -> None:
+    store = RedisNonceStore(dead_redis, prefix(), fallback=MemoryNonceStore())
+    assert await store.first_use("ak_1", "nonce-bbbbbbbbbbbb", 600)
+    assert not await store.first_use("ak_1", "nonce-bbbbbbbbbbbb", 600)
+
+
+async def test_memory_nonces_expire_and_stay_bounded() -> None:
+    store = MemoryNonceStore(max_entries=100)
+    for n in range(250):
+        assert await store.first_use("ak", f"nonce-{n:012d}", 600)
+    assert len(store) <= 101
+    assert await store.first_use("ak", "nonce-short-lived", 0)
+    assert await store.first_use("ak", "nonce-short-lived", 0)  # a zero window forgets at once
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/health", None),
+        ("/api/v1/me", "100/minute"),
+        ("/api/v1/auth/login", "10/minute"),
+        ("/api/v1/auth/login/extra", "10/minute"),
+        ("/api/v1/auth/captcha", "30/minute"),
+    ],
+)
+def test_route_overrides_take_the_longest_prefix(path: str, expected: str | None) -> None:
+    routes = {"/health": "none", "/api/v1/auth/": "30/minute", "/api/v1/auth/login": "10/minute"}
+    _bucket, item = limit_for(path, "100/minute", routes)
+    if expected is None:
+        assert item is None
+    else:
+        assert item == parse_limit(expected)
