@@ -22,11 +22,11 @@ from aayu_accounts.models.organization import Organization
 from aayu_accounts.models.outbox_email import OutboxEmail
 from aayu_accounts.models.plan import Plan
 from aayu_accounts.models.recovery_code import RecoveryCode
+from aayu_accounts.models.service_client import ServiceClient
+from aayu_accounts.models.service_client_secret import ServiceClientSecret
 from aayu_accounts.models.stripe_event import StripeEvent
 from aayu_accounts.models.subscription import Subscription
 from aayu_accounts.models.usage_event import UsageEvent
-from aayu_accounts.models.service_client import ServiceClient
-from aayu_accounts.models.service_client_secret import ServiceClientSecret
 from aayu_accounts.models.user import User
 from aayu_accounts.models.user_document import UserDocument
 
@@ -53,11 +53,11 @@ __all__ = [
     "OutboxEmail",
     "Plan",
     "RecoveryCode",
+    "ServiceClient",
+    "ServiceClientSecret",
     "StripeEvent",
     "Subscription",
     "UsageEvent",
-    "ServiceClient",
-    "ServiceClientSecret",
     "User",
     "UserDocument",
 ]
