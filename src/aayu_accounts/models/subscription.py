@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from aayu_accounts.models.base import Base, IdMixin, TimestampMixin
@@ -34,8 +34,8 @@ class Subscription(IdMixin, TimestampMixin, Base):
     provider_subscription_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     # A PaymentMethod id (pm_...): a reference, not card data.
     payment_method: Mapped[str | None] = mapped_column(String(100))
-    provider_version: Mapped[int] = mapped_column(Integer, default=0)
+    provider_version: Mapped[int] = mapped_column(BigInteger, default=0)
     # Age (event ``created``) of the customer event that set ``payment_method``.
-    payment_method_version: Mapped[int] = mapped_column(Integer, default=0)
+    payment_method_version: Mapped[int] = mapped_column(BigInteger, default=0)
     # Set when a trialing subscription first becomes active (trial conversion).
     converted_from_trial_at: Mapped[datetime | None] = mapped_column()

@@ -120,24 +120,48 @@ def subscription_state(sub: Any) -> SubscriptionState:
     )
 
 
+class _HTTPXClient(stripe.HTTPXClient):
+    """stripe-python 16.1.0 hands httpx the encoded form body as ``data=``, which httpx
+    deprecates for raw bytes (a DeprecationWarning per call); send it as ``content=``.
+    Overrides a private hook of the pinned SDK version: re-check when upgrading."""
+
+    def _get_request_args_kwargs(  # type: ignore[no-untyped-def]
+        self, method: str, url: str, headers: Any, post_data: Any
+    ):
+        args, kwargs = super()._get_request_args_kwargs(method, url, headers, post_data)
+        body = kwargs.pop("data", None)
+        if body:
+            kwargs["content"] = body
+        return args, kwargs
+
+
 class StripeProvider:
     name = "stripe"
 
-    def __init__(self, client: stripe.StripeClient) -> None:
+    def __init__(
+        self, client: stripe.StripeClient, http_client: stripe.HTTPXClient | None = None
+    ) -> None:
         self.client = client
+        self._http_client = http_client
+
+    async def aclose(self) -> None:
+        """Close the connection pool (process shutdown, tests)."""
+        if self._http_client is not None:
+            await self._http_client.close_async()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StripeProvider:
         if not settings.stripe_api_key:
             raise RuntimeError("AAYU_STRIPE_API_KEY is unset")
         base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+        http_client = _HTTPXClient()
         client = stripe.StripeClient(
             settings.stripe_api_key,
             base_addresses=base,  # type: ignore[arg-type]
             max_network_retries=0,
-            http_client=stripe.HTTPXClient(),
+            http_client=http_client,
         )
-        return cls(client)
+        return cls(client, http_client)
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         return await dependency(STRIPE).call(operation, retry_if=_transient)
