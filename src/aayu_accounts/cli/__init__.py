@@ -13,6 +13,7 @@ import typer
 from aayu_accounts.cli import (
     admin_cli,
     audit_cli,
+    billing_cli,
     clients_cli,
     db_cli,
     demo_cli,
@@ -43,6 +44,7 @@ app.add_typer(audit_cli.app, name="audit")
 app.add_typer(clients_cli.app, name="clients")
 app.add_typer(admin_cli.app, name="admin")
 app.add_typer(demo_cli.app, name="demo")
+app.add_typer(billing_cli.app, name="billing")
 
 
 class CommandFailed(Exception):
