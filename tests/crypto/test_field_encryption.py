@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 from sqlalchemy import select, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -160,15 +161,26 @@ async def test_no_personal_value_reaches_the_database_in_plaintext(
     values = [v for row in people for v in row]
     scanned = await assert_no_plaintext(engine, values)
     assert scanned > 0
-    # The scan is able to fail: a plaintext value written to a text column is found.
+    # The scan is able to fail: a value in a text column, or as raw bytes in a binary
+    # column, is found.
+    blob = "BYTEA" if engine.dialect.name == "postgresql" else "BLOB"
+    leak = sa.table("crypto_test_leak", sa.column("value"), sa.column("raw"))
     async with engine.begin() as connection:
-        await connection.exec_driver_sql("CREATE TABLE crypto_test_leak (value VARCHAR(200))")
         await connection.exec_driver_sql(
-            f"INSERT INTO crypto_test_leak (value) VALUES ('{people[0][0]}')"  # noqa: S608
+            f"CREATE TABLE crypto_test_leak (value VARCHAR(200), raw {blob})"
         )
     try:
-        with pytest.raises(AssertionError, match="plaintext"):
-            await assert_no_plaintext(engine, values)
+        for row in ({"value": people[0][0], "raw": None}, {"value": None, "raw": people[1][1]}):
+            async with engine.begin() as connection:
+                await connection.execute(sa.delete(leak))
+                await connection.execute(
+                    sa.insert(leak).values(
+                        value=row["value"],
+                        raw=sa.literal(row["raw"].encode(), sa.LargeBinary) if row["raw"] else None,
+                    )
+                )
+            with pytest.raises(AssertionError, match="plaintext"):
+                await assert_no_plaintext(engine, values)
     finally:
         async with engine.begin() as connection:
             await connection.exec_driver_sql("DROP TABLE crypto_test_leak")
