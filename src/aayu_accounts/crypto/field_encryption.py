@@ -44,6 +44,15 @@ change before the flush, the value is re-encrypted for the new id at flush time.
 Every field registers itself (:func:`encrypted_fields`), so re-encryption after a key rotation
 and the "is this key version still used" check find every encrypted column, including tables
 added later, without a list to maintain.
+
+Lookups and uniqueness: ``User.email.matches(address)`` matches the index under every loaded
+blind-index version. While a blind-index rotation is being re-indexed the same address can
+have two index values, so a unique constraint on the index column alone does not catch a
+duplicate across versions: check with ``matches()`` before inserting (the constraint still
+catches races within one version). ``User.email.index_for(address)`` gives the current index.
+
+Other keys: service-client secrets use ``EncryptedField(..., purpose=KeyPurpose.CLIENT_SECRET)``;
+``normalize_phone`` is the normalizer for phone-number indexes (``index_kind="phone"``).
 """
 
 from __future__ import annotations
