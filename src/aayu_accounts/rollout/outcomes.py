@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from aayu_accounts.kit import clock
 from aayu_accounts.observability.metrics import LATENCY_BUCKETS
@@ -164,11 +164,23 @@ class OutcomeWindow:
         oldest = now_second - RETENTION_SECONDS
         self._seconds = {k: v for k, v in self._seconds.items() if k[1] >= oldest}
 
+    async def read_window(
+        self, capability: Capability, seconds: float, *, since: float | None = None
+    ) -> WindowStats:
+        return self.window(capability, seconds, since=since)
+
     def window(
-        self, capability: Capability, seconds: float, *, now: float | None = None
+        self,
+        capability: Capability,
+        seconds: float,
+        *,
+        now: float | None = None,
+        since: float | None = None,
     ) -> WindowStats:
         end = int(now if now is not None else clock.now().timestamp())
         start = end - int(seconds)
+        if since is not None:
+            start = max(start, int(since) - 1)
         return stats_from(
             (
                 c
@@ -209,12 +221,23 @@ class RedisOutcomes:
             pipe.expire(key, RETENTION_SECONDS)
         await pipe.execute()
 
-    async def window(
-        self, capability: Capability, seconds: float, *, now: float | None = None
+    async def read_window(
+        self, capability: Capability, seconds: float, *, since: float | None = None
     ) -> WindowStats:
-        end = int(now if now is not None else clock.now().timestamp())
+        end = int(clock.now().timestamp())
+        first = end - int(seconds) + 1
+        if since is not None:
+            first = max(first, int(since))
         pipe = self.redis.pipeline(transaction=False)
-        for second in range(end - int(seconds) + 1, end + 1):
+        for second in range(first, end + 1):
             pipe.hgetall(self._key(capability, second))
         rows = await pipe.execute()
         return stats_from((Counts.from_fields(row) for row in rows if row), seconds)
+
+
+class OutcomeSource(Protocol):
+    """Where the monitor reads windows from: this process, or every instance via Redis."""
+
+    async def read_window(
+        self, capability: Capability, seconds: float, *, since: float | None = None
+    ) -> WindowStats: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,6 +10,7 @@ from fastapi import FastAPI, Request
 from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
 from aayu_accounts.jobs import Scheduler
+from aayu_accounts.rollout.auto_rollback.monitor import AutoRollbackMonitor
 from aayu_accounts.rollout.context import RolloutContext
 from aayu_accounts.rollout.flag import service as flag_service
 from aayu_accounts.rollout.flag.runtime import FlagRuntime
@@ -17,6 +19,7 @@ from aayu_accounts.rollout.flag.runtime import FlagRuntime
 from aayu_accounts.rollout.incident import service as incident_service  # noqa: F401
 from aayu_accounts.rollout.legacy.credentials import LegacyCredentials
 from aayu_accounts.rollout.legacy.store import LegacyDocumentStore
+from aayu_accounts.rollout.outcomes import Capability, WindowStats
 from aayu_accounts.rollout.path_router import PathRouter
 from aayu_accounts.rollout.settings import RolloutSettings
 
@@ -31,9 +34,41 @@ async def apply_flag_schedule(db: Database) -> None:
         await flag_service.apply_due_steps(session)
 
 
-def register_periodic(scheduler: Scheduler, _settings: Settings) -> None:
-    """Leader-only duties of the rollout."""
-    scheduler.every(SCHEDULE_PERIOD_SECONDS, "rollout.flag_schedule", apply_flag_schedule)
+class RuntimeOutcomes:
+    """The monitor's view: every instance's outcomes via Redis, else this process's."""
+
+    def __init__(self, runtime: FlagRuntime) -> None:
+        self.runtime = runtime
+
+    async def read_window(
+        self, capability: Capability, seconds: float, *, since: float | None = None
+    ) -> WindowStats:
+        if self.runtime.shared_outcomes is not None:
+            await self.runtime.flush_outcomes()
+            return await self.runtime.shared_outcomes.read_window(capability, seconds, since=since)
+        return await self.runtime.outcomes.read_window(capability, seconds, since=since)
+
+
+def periodic_registration(runtime: FlagRuntime) -> Callable[[Scheduler, Settings], None]:
+    def register(scheduler: Scheduler, _settings: Settings) -> None:
+        """Leader-only duties of the rollout: the flag schedule and the auto-rollback."""
+        scheduler.every(SCHEDULE_PERIOD_SECONDS, "rollout.flag_schedule", apply_flag_schedule)
+        if not runtime.rollout.auto_rollback_enabled:
+            return
+        monitors: dict[int, AutoRollbackMonitor] = {}
+
+        async def auto_rollback(db: Database) -> None:
+            monitor = monitors.get(id(db))
+            if monitor is None:
+                monitor = AutoRollbackMonitor(db, RuntimeOutcomes(runtime), runtime.rollout)
+                monitors[id(db)] = monitor
+            await monitor.check()
+
+        scheduler.every(
+            runtime.rollout.auto_rollback_interval_seconds, "rollout.auto_rollback", auto_rollback
+        )
+
+    return register
 
 
 def install(app: FastAPI, settings: Settings, rollout: RolloutSettings | None = None) -> None:
@@ -60,7 +95,7 @@ def install(app: FastAPI, settings: Settings, rollout: RolloutSettings | None = 
         return runtime.readiness()
 
     app.state.readiness_checks["flags"] = flags_ready
-    app.state.periodic_registrations.append(register_periodic)
+    app.state.periodic_registrations.append(periodic_registration(runtime))
 
 
 def flag_runtime(app: FastAPI) -> FlagRuntime:

@@ -1,0 +1,162 @@
+"""The auto-rollback monitor: windows, minimum sample, both-windows rule, dry run, no re-enable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from aayu_accounts.audit.service import Actor
+from aayu_accounts.db import Database
+from aayu_accounts.kit.clock import FrozenClock
+from aayu_accounts.models.alert import Alert
+from aayu_accounts.models.incident import Incident
+from aayu_accounts.rollout.auto_rollback.monitor import (
+    AutoRollbackMonitor,
+    Thresholds,
+    Verdict,
+    judge,
+)
+from aayu_accounts.rollout.flag import loader
+from aayu_accounts.rollout.flag import service as flag_service
+from aayu_accounts.rollout.flag.schemas import FlagUpdate
+from aayu_accounts.rollout.outcomes import (
+    Capability,
+    Outcome,
+    OutcomeWindow,
+    WindowStats,
+    stats_from,
+)
+from aayu_accounts.rollout.outcomes import Counts as OutcomeCounts
+from aayu_accounts.rollout.settings import RolloutSettings
+
+OPERATOR = Actor.system("test")
+
+
+def stats(ok: int, errors: int = 0, slow: int = 0) -> WindowStats:
+    counts = OutcomeCounts()
+    for _ in range(ok):
+        counts.add(Outcome.OK, 0.05)
+    for _ in range(errors):
+        counts.add(Outcome.ERROR, 0.05)
+    for _ in range(slow):
+        counts.add(Outcome.OK, 4.0)
+    return stats_from([counts], 60)
+
+
+def test_judge_thresholds_and_minimum_sample() -> None:
+    t = Thresholds(min_requests=50)
+    assert judge(stats(10, errors=10), t)[0] is Verdict.INCONCLUSIVE
+    assert judge(stats(0), t)[0] is Verdict.INCONCLUSIVE
+    assert judge(stats(96, errors=4), t)[0] is Verdict.OK
+    verdict, reasons = judge(stats(90, errors=10), t)
+    assert verdict is Verdict.BREACH
+    assert any("error rate" in r for r in reasons)
+    verdict, reasons = judge(stats(90, slow=10), t)
+    assert verdict is Verdict.BREACH
+    assert reasons == ["p95 latency > 3.0 s"]
+    assert judge(stats(95, slow=5), t)[0] is Verdict.OK
+
+
+def settings_for(tmp_path: Path, **extra: object) -> RolloutSettings:
+    return RolloutSettings.model_validate(
+        {"auto_rollback_min_requests": 20, "incident_dir": tmp_path / "incidents", **extra}
+    )
+
+
+async def enable_new_auth(db: Database) -> None:
+    async with db.session_scope() as session:
+        await flag_service.ensure_builtin_flags(session, actor=OPERATOR)
+        await flag_service.update_flag(
+            session, "NEW_AUTH", FlagUpdate(enabled=True, rollout_percent=25), actor=OPERATOR
+        )
+
+
+def failing_traffic(window: OutcomeWindow, at: float, count: int = 40) -> None:
+    for i in range(count):
+        outcome = Outcome.ERROR if i % 2 else Outcome.OK
+        window.record(Capability.AUTH, outcome, 0.02, at=at)
+
+
+async def test_breach_in_both_windows_rolls_back_alerts_and_reports(
+    db: Database, tmp_path: Path, frozen_clock: FrozenClock
+) -> None:
+    await enable_new_auth(db)
+    window = OutcomeWindow()
+    failing_traffic(window, frozen_clock.now().timestamp() - 5)
+    monitor = AutoRollbackMonitor(db, window, settings_for(tmp_path))
+    result = await monitor.check()
+    assert result.action == "rolled_back"
+    async with db.session_scope(write=False) as session:
+        snapshot = await loader.load_snapshot(session)
+        incident = await session.get(Incident, result.incident_id)
+        assert incident is not None
+        kind, actor, report_path = incident.kind, incident.actor, incident.report_path
+        measured = incident.metrics["capabilities"]["auth"]
+        before = incident.flags_before["NEW_AUTH"]
+        alert = await session.scalar(select(Alert).where(Alert.key == "rollout.auto_rollback"))
+        assert alert is not None
+        alert_state = (alert.severity, alert.status)
+    assert not snapshot.flags["NEW_AUTH"].enabled
+    assert snapshot.flags["FALLBACK"].enabled
+    assert (kind, actor) == ("automatic", "system:auto-rollback")
+    assert measured["short"]["verdict"] == "breach"
+    assert measured["long"]["verdict"] == "breach"
+    assert before == {"enabled": True, "rollout_percent": 25}
+    assert alert_state == ("critical", "firing")
+    assert report_path is not None
+    assert "automatic rollback" in Path(report_path).read_text()  # noqa: ASYNC240
+
+    # The samples that caused it are ignored from now on...
+    assert (await monitor.check()).action == "none"
+    # ...and a monitor that still saw them finds nothing to roll back: the flags are off, and
+    # it never turns anything back on.
+    fresh = AutoRollbackMonitor(db, window, settings_for(tmp_path))
+    assert (await fresh.check()).action == "nothing_to_roll_back"
+    async with db.session_scope(write=False) as session:
+        assert not (await loader.load_snapshot(session)).flags["NEW_AUTH"].enabled
+    # An operator re-enables the path: the old failures cannot roll it back again.
+    await enable_new_auth(db)
+    frozen_clock.advance(1)
+    assert (await monitor.check()).action == "none"
+
+
+async def test_a_breach_in_one_window_only_is_not_enough(
+    db: Database, tmp_path: Path, frozen_clock: FrozenClock
+) -> None:
+    await enable_new_auth(db)
+    window = OutcomeWindow()
+    now = frozen_clock.now().timestamp()
+    failing_traffic(window, now - 200)  # long window only
+    for _ in range(40):
+        window.record(Capability.AUTH, Outcome.OK, 0.02, at=now - 5)
+    result = await AutoRollbackMonitor(db, window, settings_for(tmp_path)).check()
+    auth = next(r for r in result.reports if r.capability is Capability.AUTH)
+    assert (auth.short_verdict, auth.long_verdict) == (Verdict.OK, Verdict.BREACH)
+    assert result.action == "none"
+
+
+async def test_too_little_traffic_is_inconclusive(
+    db: Database, tmp_path: Path, frozen_clock: FrozenClock
+) -> None:
+    await enable_new_auth(db)
+    window = OutcomeWindow()
+    failing_traffic(window, frozen_clock.now().timestamp() - 5, count=10)
+    result = await AutoRollbackMonitor(db, window, settings_for(tmp_path)).check()
+    assert result.action == "none"
+    assert result.reports[0].short_verdict is Verdict.INCONCLUSIVE
+
+
+async def test_dry_run_only_reports(
+    db: Database, tmp_path: Path, frozen_clock: FrozenClock
+) -> None:
+    await enable_new_auth(db)
+    window = OutcomeWindow()
+    failing_traffic(window, frozen_clock.now().timestamp() - 5)
+    monitor = AutoRollbackMonitor(db, window, settings_for(tmp_path, auto_rollback_dry_run=True))
+    assert (await monitor.check()).action == "would_roll_back"
+    async with db.session_scope(write=False) as session:
+        snapshot = await loader.load_snapshot(session)
+        incidents = (await session.scalars(select(Incident))).all()
+    assert snapshot.flags["NEW_AUTH"].enabled
+    assert incidents == []
