@@ -33,6 +33,14 @@ def normalize_password(password: str) -> str:
     return unicodedata.normalize("NFKC", password)
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (a container's affinity, not the host's core count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class PasswordHasher:
     """Argon2id with the configured cost, run in a bounded thread pool."""
 
@@ -52,7 +60,7 @@ class PasswordHasher:
             salt_len=16,
             type=argon2.Type.ID,
         )
-        self.max_concurrency = max_concurrency or os.cpu_count() or 1
+        self.max_concurrency = max_concurrency or _usable_cpus()
         self._slots: asyncio.Semaphore | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._dummy_hash: str | None = None
