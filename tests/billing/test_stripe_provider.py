@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from aayu_accounts.audit.service import Actor
 from aayu_accounts.billing.errors import PaymentFailed
-from aayu_accounts.billing.payment_provider.stripe import StripeProvider
+from aayu_accounts.billing.payment_provider.stripe import StripeProvider, is_transient
 from aayu_accounts.billing.runtime import BillingRuntime
 from aayu_accounts.billing.stripe_webhook import service as webhooks
 from aayu_accounts.billing.subscription import service
@@ -56,7 +56,7 @@ async def _card(provider: StripeProvider, number: str) -> str:
     created = await provider.client.v1.payment_methods.create_async(
         {
             "type": "card",
-            "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"},  # type: ignore[typeddict-unknown-key]
+            "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
         }
     )
     return str(created.id)
@@ -240,10 +240,10 @@ async def test_webhook_rereads_the_subscription_from_stripe(
         assert (stored.status, stored.seats) == ("active", 2)
 
 
-async def test_transient_errors_are_retried_declines_are_not(provider: StripeProvider) -> None:
-    from aayu_accounts.billing.payment_provider.stripe import _transient
-
-    assert _transient(stripe.APIConnectionError("reset"))
-    assert _transient(stripe.APIError("boom", http_status=503))
-    assert not _transient(stripe.CardError("declined", None, "card_declined", http_status=402))
-    assert not _transient(stripe.InvalidRequestError("bad", None, http_status=400))
+def test_transient_errors_are_retried_declines_are_not() -> None:
+    assert is_transient(stripe.APIConnectionError("reset"))  # type: ignore[no-untyped-call]
+    assert is_transient(stripe.APIError("boom", http_status=503))
+    declined = stripe.CardError("declined", None, "card_declined", http_status=402)  # type: ignore[no-untyped-call]
+    assert not is_transient(declined)
+    bad = stripe.InvalidRequestError("bad", None, http_status=400)  # type: ignore[no-untyped-call]
+    assert not is_transient(bad)

@@ -36,7 +36,7 @@ from aayu_accounts.kit.resilience import STRIPE, dependency
 T = TypeVar("T")
 
 
-def _transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
     """Retry network failures and Stripe's 5xx; never a 4xx (it would repeat the refusal)."""
     if isinstance(exc, stripe.APIConnectionError):
         return True
@@ -147,7 +147,7 @@ class StripeProvider:
     async def aclose(self) -> None:
         """Close the connection pool (process shutdown, tests)."""
         if self._http_client is not None:
-            await self._http_client.close_async()
+            await self._http_client.close_async()  # type: ignore[no-untyped-call]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StripeProvider:
@@ -164,7 +164,7 @@ class StripeProvider:
         return cls(client, http_client)
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        return await dependency(STRIPE).call(operation, retry_if=_transient)
+        return await dependency(STRIPE).call(operation, retry_if=is_transient)
 
     @staticmethod
     def _key(op_id: str, step: str) -> stripe.RequestOptions:
