@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import select
+from asgi_lifespan import LifespanManager
+from sqlalchemy import func, select
 
+from aayu_accounts.app import create_app
+from aayu_accounts.config import Settings
+from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
 from aayu_accounts.kit.clock import FrozenClock
 from aayu_accounts.models.audit_event import AuditEvent
 from aayu_accounts.models.auth_session import AuthSession
+from aayu_accounts.models.user import User
 from tests.identity.accounts.helpers import (
     login,
     register,
@@ -193,3 +199,31 @@ async def test_sign_in_is_audited_with_reason_but_no_secret(
     for _, _, details in rows:
         assert "Wrong-password-123!" not in str(details)
         assert account.email not in str(details)
+
+
+async def test_concurrent_sign_ups_with_one_address_both_get_202(
+    settings: Settings, committing_db: Database, keyring: Keyring
+) -> None:
+    # Two requests racing on one address, committed for real: the unique blind index decides,
+    # and the loser still answers 202 (no 500, nothing revealed).
+    email = unique_email("race")
+    payload = {
+        "email": email,
+        "password": strong_password(),
+        "full_name": "Race Person",
+        "organization_name": "Race Clinic",
+    }
+    application = create_app(settings, database=committing_db, keyring=keyring)
+    async with LifespanManager(application):
+        transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            first, second = await asyncio.gather(
+                client.post("/api/v1/auth/register", json=payload),
+                client.post("/api/v1/auth/register", json=payload),
+            )
+    assert first.status_code == second.status_code == 202
+    async with committing_db.session_scope(write=False) as session:
+        users = await session.scalar(
+            select(func.count()).select_from(User).where(User.email.matches(email))
+        )
+    assert users == 1

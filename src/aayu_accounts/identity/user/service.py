@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.audit.actions import AuditAction
@@ -147,7 +148,12 @@ async def register(
     user.password_changed_at = clock.now()
     # Signing up is agreeing to the terms and privacy policy shown on the sign-up form.
     accept_current_policies(rt, user)
-    await repository.add(session, user)
+    try:
+        async with session.begin_nested():
+            await repository.add(session, user)
+    except IntegrityError:
+        # A concurrent sign-up with the same address won the race: answer as for a taken one.
+        return
     org = Organization(name=organization_name)
     session.add(org)
     await session.flush()
