@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
@@ -26,6 +27,13 @@ from tests.identity.throttle_fixtures import TcpProxy, redis_proxy, redis_settin
 __all__ = ["redis_proxy", "redis_settings", "throttle_store"]
 
 IP = "203.0.113.7"
+
+
+def fallback_count() -> float:
+    value = REGISTRY.get_sample_value("aayu_redis_fallbacks_total", {"component": "throttle"})
+    return value or 0.0
+
+
 ACCOUNT = "priya@example.com"
 
 
@@ -244,11 +252,13 @@ async def test_redis_down_falls_back_in_process_stricter_and_alerts(
     broken = redis_settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
     store = build_throttle_store(broken)
     throttle = LoginThrottle(store, broken)
+    before = fallback_count()
     try:
         with capture_logs() as logs:
             decision = await throttle.check(IP, ACCOUNT)
             await throttle.check(IP, ACCOUNT)
         assert store.degraded
+        assert fallback_count() > before  # counted for dashboards and alert rules
         # Blind to other instances: every attempt needs a CAPTCHA while degraded.
         assert decision.captcha_required
         assert decision.reason is ThrottleReason.STORE_DEGRADED

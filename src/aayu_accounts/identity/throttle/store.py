@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from aayu_accounts.config import Settings
 from aayu_accounts.kit import clock
+from aayu_accounts.observability import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -225,6 +226,7 @@ class FallbackStore:
         return self._retry_at is None or clock.monotonic() >= self._retry_at
 
     def _failed(self, error: Exception) -> None:
+        metrics.REDIS_FALLBACKS.labels("throttle").inc()
         if self._retry_at is None:
             # The alerting pipeline keys on this event name; the error text has no secrets.
             log.error(
