@@ -12,6 +12,7 @@ import typer
 
 from aayu_accounts.cli import (
     admin_cli,
+    alerts_cli,
     audit_cli,
     billing_cli,
     clients_cli,
@@ -34,6 +35,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db_cli.app, name="db")
+app.add_typer(alerts_cli.app, name="alerts")
 app.add_typer(keys_cli.app, name="keys")
 serve_cli.register(app)
 app.add_typer(flags_app, name="flags")
