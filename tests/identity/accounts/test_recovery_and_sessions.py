@@ -243,3 +243,21 @@ async def test_cookie_sign_in_and_logout(client: httpx.AsyncClient, db: Database
     assert out.status_code == 204
     assert any(c.startswith("aayu_session=") for c in out.headers.get_list("set-cookie"))
     assert (await client.get("/api/v1/me", headers=cookie)).status_code == 401
+
+
+async def test_reset_requests_from_one_address_are_limited(client: httpx.AsyncClient) -> None:
+    statuses = [
+        (
+            await client.post(
+                "/api/v1/auth/password-reset/request", json={"email": unique_email("probe")}
+            )
+        ).status_code
+        for _ in range(11)
+    ]
+    assert statuses[:10] == [202] * 10
+    assert statuses[10] == 429
+    limited = await client.post(
+        "/api/v1/auth/password-reset/request", json={"email": unique_email("probe")}
+    )
+    assert limited.json()["code"] == "too_many_attempts"
+    assert int(limited.headers["retry-after"]) > 0

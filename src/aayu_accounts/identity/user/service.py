@@ -7,6 +7,7 @@ taken address learns about the attempt by email instead of the requester learnin
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,7 +21,12 @@ from aayu_accounts.config import Settings
 from aayu_accounts.email.service import queue_email
 from aayu_accounts.errors import Conflict
 from aayu_accounts.identity.auth_session import service as session_service
-from aayu_accounts.identity.errors import CurrentPasswordWrong, PasswordTooWeak, TokenInvalid
+from aayu_accounts.identity.errors import (
+    CurrentPasswordWrong,
+    PasswordTooWeak,
+    TokenInvalid,
+    TooManyAttempts,
+)
 from aayu_accounts.identity.membership import repository as membership_repository
 from aayu_accounts.identity.password import PasswordHasher, PasswordPolicy
 from aayu_accounts.identity.permissions import Role
@@ -28,6 +34,7 @@ from aayu_accounts.identity.runtime import IdentityRuntime
 from aayu_accounts.identity.tokens import hash_token, new_token
 from aayu_accounts.identity.user import repository
 from aayu_accounts.kit import clock
+from aayu_accounts.kit.asgi import client_ip_var
 from aayu_accounts.models.email_token import EmailToken
 from aayu_accounts.models.membership import Membership
 from aayu_accounts.models.organization import Organization
@@ -38,6 +45,8 @@ VERIFY_EMAIL = "verify_email"
 PASSWORD_RESET = "password_reset"  # noqa: S105 - a token purpose, not a password
 # Reset emails per account per hour: beyond this, requests still answer 202 but send nothing.
 RESET_EMAILS_PER_HOUR = 5
+RESET_REQUESTS_PER_IP = 10
+RESET_WINDOW_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -66,9 +75,7 @@ async def ensure_password_acceptable(
 ) -> None:
     """Raises :class:`PasswordTooWeak` listing every reason the policy refuses ``password``."""
     policy = rt if isinstance(rt, PasswordPolicy) else rt.policy
-    violations = await policy.acheck(
-        password, email=email, full_name=full_name, org_name=org_name
-    )
+    violations = await policy.acheck(password, email=email, full_name=full_name, org_name=org_name)
     if violations:
         raise PasswordTooWeak([v.as_dict() for v in violations])
 
@@ -220,7 +227,17 @@ async def verify_email(session: AsyncSession, rt: IdentityRuntime, token: str) -
 
 
 async def request_password_reset(session: AsyncSession, rt: IdentityRuntime, email: str) -> None:
-    """Always succeeds from the caller's point of view (202), whether or not the account exists."""
+    """Always succeeds from the caller's point of view (202), whether or not the account exists.
+
+    Raises :class:`TooManyAttempts` after ``RESET_REQUESTS_PER_IP`` requests from one address
+    in ``RESET_WINDOW_SECONDS`` (whatever the addresses asked for): mail bombing and probing.
+    """
+    ip = client_ip_var.get() or "unknown"
+    key = "reset:ip:" + hashlib.sha256(ip.encode()).hexdigest()[:32]
+    now = clock.now().timestamp()
+    [count] = await rt.store.hit([(key, RESET_WINDOW_SECONDS)], now)
+    if count > RESET_REQUESTS_PER_IP:
+        raise TooManyAttempts(RESET_WINDOW_SECONDS)
     user = await repository.get_by_email(session, email)
     if user is None or not user.is_active:
         return
