@@ -56,8 +56,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(
-        op.f("ix_service_client_secrets_client_id"), table_name="service_client_secrets"
-    )
+    op.drop_index(op.f("ix_service_client_secrets_client_id"), table_name="service_client_secrets")
     op.drop_table("service_client_secrets")
     op.drop_table("service_clients")

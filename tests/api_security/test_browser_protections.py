@@ -55,7 +55,8 @@ async def test_every_response_carries_the_security_headers(client: httpx.AsyncCl
         headers = response.headers
         csp = headers["Content-Security-Policy"]
         assert "frame-ancestors 'none'" in csp
-        assert "'unsafe-inline'" not in csp and "script-src 'self' 'nonce-" in csp
+        assert "'unsafe-inline'" not in csp
+        assert "script-src 'self' 'nonce-" in csp
         assert "object-src 'none'" in csp
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Referrer-Policy"] == "no-referrer"
@@ -69,7 +70,7 @@ async def test_each_response_gets_its_own_csp_nonce(client: httpx.AsyncClient) -
     first = (await client.get("/health")).headers["Content-Security-Policy"]
     second = (await client.get("/health")).headers["Content-Security-Policy"]
     assert first != second
-    assert content_security_policy("abc", "/console") .count("'nonce-abc'") == 2
+    assert content_security_policy("abc", "/console").count("'nonce-abc'") == 2
 
 
 async def test_no_hsts_in_development(settings: Settings, db: Database) -> None:
@@ -268,7 +269,8 @@ async def test_signed_in_users_are_limited_per_user_not_per_ip(
             anonymous = await c.get("/api/v1/me")
             # An invented token counts against the IP, not a fresh bucket.
             invented = await c.get("/api/v1/me", headers={"Authorization": "Bearer made-up"})
-    assert statuses[:4] == [200] * 4 and statuses[4] == 429
+    assert statuses[:4] == [200] * 4
+    assert statuses[4] == 429
     assert anonymous.status_code == 401
     assert invented.status_code == 401
 

@@ -15,8 +15,8 @@ from aayu_accounts.api_security.rate_limit.limiter import Limiter, parse_limit
 from aayu_accounts.api_security.rate_limit.middleware import limit_for
 from aayu_accounts.api_security.request_signing.nonces import MemoryNonceStore, RedisNonceStore
 from aayu_accounts.observability import metrics
-from tests.fixtures.services import REDIS_URL, redis_available, require
 from tests.client.server import free_port
+from tests.fixtures.services import REDIS_URL, redis_available, require
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -34,9 +34,10 @@ async def test_a_replay_to_another_instance_is_signature_replayed(
                 body=body,
             ),
         }
-        accepted = httpx.post(first.url + FLAGS, content=body, headers=headers)
-        replayed = httpx.post(second.url + FLAGS, content=body, headers=headers)
-        replayed_same = httpx.post(first.url + FLAGS, content=body, headers=headers)
+        async with httpx.AsyncClient(timeout=10) as http:
+            accepted = await http.post(first.url + FLAGS, content=body, headers=headers)
+            replayed = await http.post(second.url + FLAGS, content=body, headers=headers)
+            replayed_same = await http.post(first.url + FLAGS, content=body, headers=headers)
     assert accepted.status_code == 200, accepted.text
     assert replayed.status_code == 401
     assert replayed.json()["code"] == "signature_replayed"

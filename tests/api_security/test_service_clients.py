@@ -31,8 +31,8 @@ ACTOR = Actor.system("test")
 
 HOSTILE_NAMES = [
     "Robert'); DROP TABLE service_clients;--",
-    'SELECT * FROM "users" WHERE 1=1 OR \'a\'=\'a\'',
-    "Select Medical \"Drop-in\" Clinic; DELETE; UNION ALL -- /* */ %_\\",
+    "SELECT * FROM \"users\" WHERE 1=1 OR 'a'='a'",
+    'Select Medical "Drop-in" Clinic; DELETE; UNION ALL -- /* */ %_\\',
 ]
 
 
@@ -61,11 +61,9 @@ async def test_names_are_refused_not_rewritten(db: Database, app: object) -> Non
             await create_client(db, bad)
 
 
-async def test_the_secret_is_stored_only_encrypted(
-    db: Database, signer: SigningClient
-) -> None:
+async def test_the_secret_is_stored_only_encrypted(db: Database, signer: SigningClient) -> None:
     async with db.session_scope(write=False) as session:
-        raw = (await session.execute(text("SELECT secret_ciphertext FROM service_client_secrets")))
+        raw = await session.execute(text("SELECT secret_ciphertext FROM service_client_secrets"))
         blobs = [bytes(row[0]) for row in raw]
         audit = (await session.execute(select(AuditEvent.details))).scalars().all()
     secret = signer.issued.secret
@@ -81,7 +79,8 @@ async def test_rotation_keeps_the_old_secret_for_the_grace_period_only(
         new = await client_service.rotate_client(
             session, name="scribe-backend", actor=ACTOR, grace_seconds=60
         )
-    assert new.key_id == signer.issued.key_id and new.secret != signer.issued.secret
+    assert new.key_id == signer.issued.key_id
+    assert new.secret != signer.issued.secret
     rotated = SigningClient(signer.http, new)
     assert (await signer.post(FLAGS, {})).status_code == 200  # old, within grace
     assert (await rotated.post(FLAGS, {})).status_code == 200  # new
@@ -128,7 +127,9 @@ async def test_management_is_audited(db: Database, signer: SigningClient) -> Non
     async with db.session_scope(write=False) as session:
         actions = (
             await session.scalars(
-                select(AuditEvent.action).where(AuditEvent.action.like("api_security:service_client:%"))
+                select(AuditEvent.action).where(
+                    AuditEvent.action.like("api_security:service_client:%")
+                )
             )
         ).all()
     assert {
@@ -170,24 +171,30 @@ def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
 def test_cli_create_rotate_list_disable(tmp_path: Path) -> None:
     env = {"AAYU_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db"}
     assert _cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
-    name = "Scribe \"backend\"; DROP TABLE users;--"
+    name = 'Scribe "backend"; DROP TABLE users;--'
     created = _cli("clients", "create", name, "--json", env=env, cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     issued = json.loads(created.stdout)
     assert set(issued) == {"key_id", "secret"}
-    assert len(issued["secret"]) == 64 and int(issued["secret"], 16) >= 0  # 256 bits, hex
+    assert len(issued["secret"]) == 64
+    assert int(issued["secret"], 16) >= 0
     listed = json.loads(_cli("clients", "list", "--json", env=env, cwd=tmp_path).stdout)
     assert [c["name"] for c in listed] == [name]
     assert issued["secret"] not in json.dumps(listed)
     rotated = _cli("clients", "rotate", name, "--json", env=env, cwd=tmp_path)
     assert rotated.returncode == 0, rotated.stderr
     assert json.loads(rotated.stdout)["secret"] != issued["secret"]
-    assert json.loads(_cli("clients", "list", "--json", env=env, cwd=tmp_path).stdout)[0][
-        "live_secrets"
-    ] == 2
+    assert (
+        json.loads(_cli("clients", "list", "--json", env=env, cwd=tmp_path).stdout)[0][
+            "live_secrets"
+        ]
+        == 2
+    )
     assert _cli("clients", "disable", name, env=env, cwd=tmp_path).returncode == 0
     again = _cli("clients", "create", name, env=env, cwd=tmp_path)
     assert again.returncode == 1
-    assert again.stderr.strip().count("\n") == 0 and "exists" in again.stderr
+    assert again.stderr.strip().count("\n") == 0
+    assert "exists" in again.stderr
     missing = _cli("clients", "rotate", "nobody", env=env, cwd=tmp_path)
-    assert missing.returncode == 1 and "nobody" in missing.stderr
+    assert missing.returncode == 1
+    assert "nobody" in missing.stderr

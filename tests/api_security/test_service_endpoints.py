@@ -89,7 +89,9 @@ async def test_usage_counts_an_event_id_once(signer: SigningClient, account: Acc
     assert again.status_code == 202
     assert first.json()["recorded"] is True
     assert again.json()["recorded"] is False
-    naive = await signer.post(USAGE, {**event, "event_id": "n2", "occurred_at": "2026-11-28T10:00:00"})
+    naive = await signer.post(
+        USAGE, {**event, "event_id": "n2", "occurred_at": "2026-11-28T10:00:00"}
+    )
     assert naive.status_code == 422
 
 

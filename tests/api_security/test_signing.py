@@ -152,5 +152,6 @@ async def test_refusals_are_audited_without_the_signature(
     assert details["code"] == "signature_invalid"
     assert details["key_id"] == signer.issued.key_id
     dumped = json.dumps(details)
-    assert "0" * 64 not in dumped and sent_signature not in dumped
+    assert "0" * 64 not in dumped
+    assert sent_signature not in dumped
     assert signer.issued.secret not in dumped

@@ -52,8 +52,17 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> None:
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "aayu_accounts.app:create_app", "--factory",
-                "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "aayu_accounts.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
                 "--no-access-log",
             ],
             env=self.env,

@@ -1,13 +1,19 @@
 """The SDK against a real server on loopback: introspection, the other endpoints, a server
-restart survived by retries, and failing fast while the server is down (breaker open)."""
+restart survived by retries, and failing fast while the server is down (breaker open).
+
+The tests are synchronous (the blocking client is what most backends embed); the async
+client gets its own test.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -20,6 +26,7 @@ from aayu_accounts.client import (
     UnavailableError,
 )
 from tests.client.server import ServerProcess, ServerStack, server_stack
+from tests.identity.accounts.helpers import Account
 
 
 # One database, client and server per module and backend: starting them is the slow part.
@@ -44,16 +51,21 @@ def running(server: ServerProcess) -> ServerProcess:
     return server
 
 
-async def test_the_sdk_introspects_a_session_and_calls_every_endpoint(
+def signed_in(stack: ServerStack, server: ServerProcess) -> Account:
+    return asyncio.run(stack.signed_in_account(server.url))
+
+
+def test_the_sdk_introspects_a_session_and_calls_every_endpoint(
     stack: ServerStack, running: ServerProcess
 ) -> None:
-    account = await stack.signed_in_account(running.url)
+    account = signed_in(stack, running)
     with AccountsClient(running.url, stack.key_id, stack.secret) as accounts:
         session = accounts.introspect(account.token)
         assert session.active is True
         assert session.user_id == account.user_id
         assert len(session.org_ids) == 1
-        assert session.expires_at is not None and session.expires_at > datetime.now(UTC)
+        assert session.expires_at is not None
+        assert session.expires_at > datetime.now(UTC)
         assert accounts.introspect("not-a-session-token-at-all").active is False
 
         org_id = session.org_ids[0]
@@ -63,22 +75,30 @@ async def test_the_sdk_introspects_a_session_and_calls_every_endpoint(
             org_id=org_id, user_id=account.user_id, feature="notes"
         )
         assert entitlement.allowed is True
-        event = {
-            "event_id": "sdk-note-1",
-            "org_id": org_id,
-            "user_id": account.user_id,
-            "metric": "notes",
-            "quantity": 1,
-            "occurred_at": datetime.now(UTC),
-        }
-        assert accounts.record_usage(**event).recorded is True  # type: ignore[arg-type]
-        assert accounts.record_usage(**event).recorded is False  # type: ignore[arg-type]
-
-    async with AsyncAccountsClient(running.url, stack.key_id, stack.secret) as async_accounts:
-        assert (await async_accounts.introspect(account.token)).user_id == account.user_id
+        occurred = datetime.now(UTC)
+        for expected in (True, False):  # the same event_id counts once
+            receipt = accounts.record_usage(
+                event_id="sdk-note-1",
+                org_id=org_id,
+                user_id=account.user_id,
+                metric="notes",
+                quantity=1,
+                occurred_at=occurred,
+            )
+            assert receipt.recorded is expected
 
 
-async def test_a_4xx_is_raised_at_once_and_not_retried(
+def test_the_async_client_introspects_too(stack: ServerStack, running: ServerProcess) -> None:
+    account = signed_in(stack, running)
+
+    async def call() -> str | None:
+        async with AsyncAccountsClient(running.url, stack.key_id, stack.secret) as accounts:
+            return (await accounts.introspect(account.token)).user_id
+
+    assert asyncio.run(call()) == account.user_id
+
+
+def test_a_4xx_is_raised_at_once_and_not_retried(
     stack: ServerStack, running: ServerProcess
 ) -> None:
     wrong = AccountsClient(
@@ -93,10 +113,10 @@ async def test_a_4xx_is_raised_at_once_and_not_retried(
     assert wrong.breaker_state == "closed"  # a 4xx says nothing about the server's health
 
 
-async def test_the_introspection_cache_is_off_by_default_and_short_when_on(
+def test_the_introspection_cache_is_off_by_default_and_short_when_on(
     stack: ServerStack, running: ServerProcess
 ) -> None:
-    account = await stack.signed_in_account(running.url)
+    account = signed_in(stack, running)
     cached = AccountsClient(
         running.url,
         stack.key_id,
@@ -107,8 +127,6 @@ async def test_the_introspection_cache_is_off_by_default_and_short_when_on(
     with cached, plain:
         assert cached.introspect(account.token).active is True
         # Sign out: the uncached client sees it at once; the cached one within its TTL.
-        import httpx
-
         logout = httpx.post(
             running.url + "/api/v1/auth/logout",
             headers={"Authorization": f"Bearer {account.token}"},
@@ -118,10 +136,10 @@ async def test_the_introspection_cache_is_off_by_default_and_short_when_on(
         assert cached.introspect(account.token).active is True
 
 
-async def test_retries_carry_a_call_through_a_server_restart(
+def test_retries_carry_a_call_through_a_server_restart(
     stack: ServerStack, running: ServerProcess
 ) -> None:
-    account = await stack.signed_in_account(running.url)
+    account = signed_in(stack, running)
     options = ClientOptions(
         max_attempts=15, backoff_initial=0.2, backoff_max=1.0, breaker_fail_max=100
     )
@@ -139,13 +157,16 @@ async def test_retries_carry_a_call_through_a_server_restart(
             restarter.join()
 
 
-async def test_the_breaker_fails_fast_while_the_server_is_down_then_recovers(
+def test_the_breaker_fails_fast_while_the_server_is_down_then_recovers(
     stack: ServerStack, running: ServerProcess
 ) -> None:
-    account = await stack.signed_in_account(running.url)
+    account = signed_in(stack, running)
     options = ClientOptions(
-        max_attempts=2, backoff_initial=0.05, backoff_max=0.1,
-        breaker_fail_max=3, breaker_reset_seconds=2.0,
+        max_attempts=2,
+        backoff_initial=0.05,
+        backoff_max=0.1,
+        breaker_fail_max=3,
+        breaker_reset_seconds=2.0,
     )
     with AccountsClient(running.url, stack.key_id, stack.secret, options=options) as accounts:
         assert accounts.introspect(account.token).active is True
@@ -160,6 +181,6 @@ async def test_the_breaker_fails_fast_while_the_server_is_down_then_recovers(
             accounts.introspect(account.token)
         assert time.monotonic() - started < 0.05  # no connection attempted at all
         running.start()
-        time.sleep(2.1)  # the reset timeout: one trial call is let through and succeeds
+        time.sleep(2.1)  # past the reset timeout, one trial call goes through and succeeds
         assert accounts.introspect(account.token).active is True
         assert accounts.breaker_state == "closed"

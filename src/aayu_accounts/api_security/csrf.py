@@ -206,4 +206,5 @@ async def _audit_refusal(scope: Scope, reason: str) -> None:
                 details={"reason": reason, "method": scope["method"], "path": scope["path"][:200]},
             )
     except Exception as exc:  # the refusal stands even if it cannot be recorded
-        log.error("csrf.audit_failed", error=type(exc).__name__)
+        # The type only, no trace: a database error may carry the statement's parameters.
+        log.error("csrf.audit_failed", error=type(exc).__name__)  # noqa: TRY400

@@ -12,8 +12,8 @@ import secrets
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aayu_accounts.api_security.responses import bearer_token, cookie, header
 from aayu_accounts.api_security.csrf import SESSION_COOKIE
+from aayu_accounts.api_security.responses import bearer_token, cookie, header
 
 PERMISSIONS_POLICY = (
     "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "

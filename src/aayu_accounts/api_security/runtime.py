@@ -45,7 +45,9 @@ class ApiSecurityRuntime:
     redis: Any = None
 
     @classmethod
-    def build(cls, settings: Settings, security: ApiSecuritySettings, db: Database) -> ApiSecurityRuntime:
+    def build(
+        cls, settings: Settings, security: ApiSecuritySettings, db: Database
+    ) -> ApiSecurityRuntime:
         redis: Any = None
         fallback = MemoryNonceStore()
         nonces: NonceStore = fallback

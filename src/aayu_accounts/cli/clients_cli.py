@@ -22,7 +22,9 @@ from aayu_accounts.crypto.keyring.runtime import start_keyring
 from aayu_accounts.db import Database
 from aayu_accounts.errors import AppError
 
-app = typer.Typer(help="Service clients that sign requests to /api/v1/service.", no_args_is_help=True)
+app = typer.Typer(
+    help="Service clients that sign requests to /api/v1/service.", no_args_is_help=True
+)
 
 T = TypeVar("T")
 
@@ -128,7 +130,9 @@ def list_clients(as_json: JsonOption = False) -> None:
     for view in views:
         state = "disabled" if view.disabled_at else "active"
         limit = f"{view.rate_limit_per_second}/s" if view.rate_limit_per_second else "default"
-        typer.echo(f"{view.key_id}  {state:<8}  {limit:<8}  secrets={view.live_secrets}  {view.name}")
+        typer.echo(
+            f"{view.key_id}  {state:<8}  {limit:<8}  secrets={view.live_secrets}  {view.name}"
+        )
 
 
 @app.command()

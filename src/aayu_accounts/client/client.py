@@ -30,7 +30,7 @@ FLAGS = "/api/v1/service/flags/evaluate"
 
 
 def _usage_payload(
-    event_id: str, org_id: str, user_id: str, metric: str, quantity: int, occurred_at: datetime
+    *, event_id: str, org_id: str, user_id: str, metric: str, quantity: int, occurred_at: datetime
 ) -> dict[str, Any]:
     if occurred_at.tzinfo is None:
         raise ValueError("occurred_at must be timezone-aware")
@@ -122,7 +122,14 @@ class AccountsClient:
         occurred_at: datetime,
     ) -> UsageReceipt:
         """Idempotent by ``event_id``: safe to retry, counted once."""
-        payload = _usage_payload(event_id, org_id, user_id, metric, quantity, occurred_at)
+        payload = _usage_payload(
+            event_id=event_id,
+            org_id=org_id,
+            user_id=user_id,
+            metric=metric,
+            quantity=quantity,
+            occurred_at=occurred_at,
+        )
         return UsageReceipt.from_json(self._call(USAGE, payload, idempotent=True))
 
     def evaluate_flags(
@@ -217,7 +224,14 @@ class AsyncAccountsClient:
         quantity: int,
         occurred_at: datetime,
     ) -> UsageReceipt:
-        payload = _usage_payload(event_id, org_id, user_id, metric, quantity, occurred_at)
+        payload = _usage_payload(
+            event_id=event_id,
+            org_id=org_id,
+            user_id=user_id,
+            metric=metric,
+            quantity=quantity,
+            occurred_at=occurred_at,
+        )
         return UsageReceipt.from_json(await self._call(USAGE, payload, idempotent=True))
 
     async def evaluate_flags(

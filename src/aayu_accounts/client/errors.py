@@ -23,8 +23,14 @@ class ApiError(AccountsError):
 class RateLimitedError(ApiError):
     """429: wait ``retry_after`` seconds. Not retried by the SDK (never retry a 4xx)."""
 
-    def __init__(self, status: int, code: str, detail: str, problem: dict[str, Any],
-                 retry_after: float | None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        problem: dict[str, Any],
+        retry_after: float | None,
+    ) -> None:
         super().__init__(status, code, detail, problem)
         self.retry_after = retry_after
 

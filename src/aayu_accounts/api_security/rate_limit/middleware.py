@@ -41,9 +41,7 @@ def _parsed(text: str) -> RateLimitItem:
     return parse_limit(text)
 
 
-def limit_for(
-    path: str, default: str, routes: dict[str, str]
-) -> tuple[str, RateLimitItem | None]:
+def limit_for(path: str, default: str, routes: dict[str, str]) -> tuple[str, RateLimitItem | None]:
     """(the bucket's name, its limit); each override prefix counts in a bucket of its own."""
     best = ""
     for prefix in routes:

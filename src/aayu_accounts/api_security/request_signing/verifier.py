@@ -66,7 +66,9 @@ class SignatureVerifier:
         self.nonces = nonces
         self.window_seconds = window_seconds
 
-    async def verify(self, request: SignedRequest, presented: list[PresentedKey]) -> ClientCredentials:
+    async def verify(
+        self, request: SignedRequest, presented: list[PresentedKey]
+    ) -> ClientCredentials:
         """The verified client; raises a ``SignatureRefused`` subclass otherwise.
 
         ``presented`` receives what the request claimed, so the caller can audit a refusal.
@@ -112,7 +114,9 @@ class SignatureVerifier:
         matched = False
         # Every live secret is tried (no early exit), so timing does not tell which matched.
         for key in client.keys_valid_at(clock.now()):
-            matched |= hmac.compare_digest(signature(key, canonical).encode("ascii"), expected_given)
+            matched |= hmac.compare_digest(
+                signature(key, canonical).encode("ascii"), expected_given
+            )
         if not matched:
             raise SignatureInvalid("The signature does not match the request.")
         # Remembered for twice the window: a timestamp up to window seconds ahead stays

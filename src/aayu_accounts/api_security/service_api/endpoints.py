@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, status
 
 from aayu_accounts.api_security.service_api import service
@@ -21,9 +23,11 @@ from aayu_accounts.db import ReadSession, WriteSession
 from aayu_accounts.identity.runtime import get_runtime
 from aayu_accounts.rollout.wiring import flag_runtime
 
-SIGNATURE_ERRORS = {
-    401: {"description": "signature_missing, signature_unknown_key, signature_expired, "
-          "signature_invalid or signature_replayed (problem+json)"},
+SIGNATURE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "signature_missing, signature_unknown_key, signature_expired, "
+        "signature_invalid or signature_replayed (problem+json)"
+    },
     429: {"description": "rate_limited: the client's per-second limit (problem+json)"},
 }
 

@@ -23,11 +23,22 @@ class IntrospectResponse(_Body):
     """``active`` is false for anything that is not a live, fully signed-in session; the
     other members are present only when it is true."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
-        {"active": True, "user_id": "0b9c…", "org_ids": ["5d1e…"], "mfa": True,
-         "expires_at": "2026-11-28T21:30:00Z"},
-        {"active": False},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "active": True,
+                    "user_id": "0b9c…",
+                    "org_ids": ["5d1e…"],
+                    "mfa": True,
+                    "expires_at": "2026-11-28T21:30:00Z",
+                },
+                {"active": False},
+            ]
+        },
+    )
 
     active: bool
     user_id: str | None = None

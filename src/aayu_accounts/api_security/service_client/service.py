@@ -167,7 +167,9 @@ async def list_clients(session: AsyncSession) -> list[ClientView]:
     now = clock.now()
     views = []
     for client in await repository.all_clients(session):
-        live = 0 if client.disabled_at else len(await repository.live_secrets(session, client.id, now))
+        live = (
+            0 if client.disabled_at else len(await repository.live_secrets(session, client.id, now))
+        )
         views.append(_view(client, live))
     return views
 
