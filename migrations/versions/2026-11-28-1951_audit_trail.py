@@ -45,6 +45,46 @@ END
 $$
 """
 
+# Appending under the chain lock in one round trip (audit/repository.py): the caller hashes the
+# leaf beforehand, so the lock is held only for reading the head, linking and inserting. A
+# VOLATILE PL/pgSQL function takes a new snapshot for each statement, so under READ COMMITTED
+# the read after the lock sees the previous holder's committed event. The lock key is fixed
+# forever (CHAIN_LOCK_KEY); the link is audit/chain.py's SHA-256(0x01 || previous || leaf).
+PG_APPEND_FUNCTION = """
+CREATE FUNCTION audit_chain_append(
+    p_id varchar, p_occurred_at timestamptz, p_actor_kind varchar, p_actor_id varchar,
+    p_org_id varchar, p_action varchar, p_target_type varchar, p_target_id varchar,
+    p_outcome varchar, p_ip varchar, p_user_agent varchar, p_request_id varchar,
+    p_details json, p_hash_version smallint, p_leaf bytea,
+    OUT new_sequence bigint, OUT new_prev_hash varchar, OUT new_hash varchar
+) LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF length(p_leaf) <> 32 THEN
+        RAISE EXCEPTION 'audit leaf hash must be 32 bytes';
+    END IF;
+    PERFORM pg_advisory_xact_lock(7017023239473161332);
+    SELECT sequence, hash INTO new_sequence, new_prev_hash
+    FROM audit_events ORDER BY sequence DESC LIMIT 1;
+    IF new_sequence IS NULL THEN
+        new_sequence := 0;
+        new_prev_hash := repeat('0', 64);
+    END IF;
+    new_sequence := new_sequence + 1;
+    new_hash := encode(
+        sha256(decode('01', 'hex') || decode(new_prev_hash, 'hex') || p_leaf), 'hex'
+    );
+    INSERT INTO audit_events (
+        id, sequence, occurred_at, actor_kind, actor_id, org_id, action, target_type,
+        target_id, outcome, ip, user_agent, request_id, details, hash_version, prev_hash, hash
+    ) VALUES (
+        p_id, new_sequence, p_occurred_at, p_actor_kind, p_actor_id, p_org_id, p_action,
+        p_target_type, p_target_id, p_outcome, p_ip, p_user_agent, p_request_id, p_details,
+        p_hash_version, new_prev_hash, new_hash
+    );
+END
+$$
+"""
+
 PG_TRIGGERS = (
     PG_GUARD_FUNCTION,
     PG_TRUNCATE_FUNCTION,
@@ -95,7 +135,10 @@ def upgrade() -> None:
         sa.Column("through_sequence", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_archive_permits")),
     )
-    statements = PG_TRIGGERS if op.get_bind().dialect.name == "postgresql" else SQLITE_TRIGGERS
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    if postgresql:
+        op.execute(PG_APPEND_FUNCTION)
+    statements = PG_TRIGGERS if postgresql else SQLITE_TRIGGERS
     for statement in statements:
         op.execute(statement)
 
@@ -106,6 +149,7 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS audit_events_append_only ON audit_events")
         op.execute("DROP FUNCTION IF EXISTS audit_events_refuse_truncate()")
         op.execute("DROP FUNCTION IF EXISTS audit_events_guard()")
+        op.execute("DROP FUNCTION IF EXISTS audit_chain_append")
     else:
         op.execute("DROP TRIGGER IF EXISTS audit_events_no_delete")
         op.execute("DROP TRIGGER IF EXISTS audit_events_no_update")

@@ -7,7 +7,6 @@ import asyncio
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.audit import Actor, AuditAction, record, repository
 from aayu_accounts.db import Database
@@ -65,9 +64,6 @@ async def test_without_the_lock_writers_collide(
     if backend != "postgresql":
         pytest.skip("SQLite serializes writers with BEGIN IMMEDIATE; there is no lock to remove")
 
-    async def no_lock(_session: AsyncSession) -> None:
-        return None
-
-    monkeypatch.setattr(repository, "lock_chain", no_lock)
+    monkeypatch.setattr(repository, "append", repository.append_holding_lock)
     failures = await asyncio.gather(*(_writer(committing_trail_db, w) for w in range(WRITERS)))
     assert sum(failures) > 0

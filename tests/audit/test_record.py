@@ -146,3 +146,10 @@ async def test_ids_naming_secrets_are_allowed_and_bad_values_refused(db: Databas
             )
         with pytest.raises(ValueError, match="outcome"):
             await record(session, AuditAction.FLAG_UPDATED, actor=Actor.system(), outcome="meh")
+
+
+def test_the_migrations_lock_function_uses_the_same_key() -> None:
+    from aayu_accounts.audit.repository import CHAIN_LOCK_KEY
+    from tests.audit.conftest import audit_migration
+
+    assert f"pg_advisory_xact_lock({CHAIN_LOCK_KEY})" in audit_migration().PG_APPEND_FUNCTION

@@ -79,7 +79,6 @@ def _event_document(event: AuditEvent) -> dict[str, Any]:
 
 def _fields(document: dict[str, Any]) -> EventFields:
     return EventFields(
-        sequence=int(document["sequence"]),
         event_id=str(document["id"]),
         occurred_at=datetime.fromisoformat(str(document["occurred_at"]).replace("Z", "+00:00")),
         actor_kind=document["actor_kind"],

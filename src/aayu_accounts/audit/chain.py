@@ -5,6 +5,11 @@ prefix and an interior node with 0x01, so a leaf can never be passed off as a li
 reverse). Each event's leaf hash covers the canonical encoding of its fields; its chain hash is
 ``SHA-256(0x01 || previous chain hash || leaf hash)``. The first event links to 32 zero bytes.
 
+The sequence number is not in the leaf (as an RFC 6962 leaf does not hold its index): the
+position of an event is what the links say, and the verifier checks separately that the stored
+numbers run without gaps. This lets the leaf be hashed before the chain lock is taken, so the
+lock is held only for the link (computed by the database, see the audit migration).
+
 ``hash_version`` is stored with every event and is part of what is hashed, so the encoding can
 change later without making old events unverifiable: the verifier picks the encoder by version.
 """
@@ -29,7 +34,6 @@ GENESIS_HASH = "0" * 64
 class EventFields:
     """The hashed fields of one event, as stored."""
 
-    sequence: int
     event_id: str
     occurred_at: datetime
     actor_kind: str
@@ -48,7 +52,6 @@ class EventFields:
     def of(cls, event: Any) -> EventFields:
         """The fields of an ``AuditEvent`` row (or anything with the same attributes)."""
         return cls(
-            sequence=event.sequence,
             event_id=event.id,
             occurred_at=event.occurred_at,
             actor_kind=event.actor_kind,
@@ -68,7 +71,6 @@ class EventFields:
 def encode_v1(fields: EventFields) -> bytes:
     document: dict[str, JsonValue] = {
         "v": 1,
-        "seq": fields.sequence,
         "id": fields.event_id,
         "time": format_time(fields.occurred_at),
         "actor_kind": fields.actor_kind,

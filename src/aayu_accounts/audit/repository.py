@@ -13,15 +13,29 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, delete, func, select, text
+from sqlalchemy import (
+    JSON,
+    LargeBinary,
+    Select,
+    SmallInteger,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aayu_accounts.audit.chain import GENESIS_HASH, link
 from aayu_accounts.models.audit_archive_permit import AuditArchivePermit
 from aayu_accounts.models.audit_event import AuditEvent
+from aayu_accounts.models.base import UTCDateTime
 
 # An arbitrary constant, fixed forever: every writer of every version must use the same key.
-CHAIN_LOCK_KEY = 0x6161_7975_6175_6474  # b"aayuaudt"
+CHAIN_LOCK_KEY = 0x6161_7975_6175_6474  # b"aayuaudt"; also in the migration's function
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,52 @@ async def lock_chain(session: AsyncSession) -> None:
     """Serialize appends until this transaction ends (no-op on SQLite; see module doc)."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
+
+
+@dataclass(frozen=True)
+class Appended:
+    sequence: int
+    prev_hash: str
+    hash: str
+
+
+_APPEND = text(
+    "SELECT new_sequence, new_prev_hash, new_hash FROM audit_chain_append("
+    ":id, :occurred_at, :actor_kind, :actor_id, :org_id, :action, :target_type, :target_id, "
+    ":outcome, :ip, :user_agent, :request_id, :details, :hash_version, :leaf)"
+).bindparams(
+    bindparam("occurred_at", type_=UTCDateTime()),
+    bindparam("details", type_=JSON()),
+    bindparam("hash_version", type_=SmallInteger()),
+    bindparam("leaf", type_=LargeBinary()),
+)
+
+
+async def append(session: AsyncSession, values: dict[str, Any], leaf: bytes) -> Appended:
+    """Append one event under the chain lock; ``values`` are the columns but the chain's.
+
+    PostgreSQL: one round trip to the migration's ``audit_chain_append`` (lock, head, link,
+    insert). SQLite: the write transaction already holds the database lock; read, link, insert.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        row = (await session.execute(_APPEND, {**values, "leaf": leaf})).one()
+        return Appended(int(row.new_sequence), str(row.new_prev_hash), str(row.new_hash))
+    return await append_holding_lock(session, values, leaf)
+
+
+async def append_holding_lock(
+    session: AsyncSession, values: dict[str, Any], leaf: bytes
+) -> Appended:
+    """Read the head, link, insert: only correct while appends are serialized (SQLite's write
+    transaction, or the chain lock already held)."""
+    head = await chain_head(session)
+    sequence = head.sequence + 1 if head else 1
+    previous = head.hash if head else GENESIS_HASH
+    linked = link(previous, leaf)
+    await session.execute(
+        insert(AuditEvent).values(**values, sequence=sequence, prev_hash=previous, hash=linked)
+    )
+    return Appended(sequence, previous, linked)
 
 
 async def chain_head(session: AsyncSession) -> ChainHead | None:

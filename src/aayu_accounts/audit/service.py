@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aayu_accounts.audit import repository
 from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.canonical import normalize
-from aayu_accounts.audit.chain import GENESIS_HASH, HASH_VERSION, EventFields, event_hash
+from aayu_accounts.audit.chain import HASH_VERSION, EventFields, leaf_hash
 from aayu_accounts.audit.errors import ExportLimitReached, InvalidCursor, InvalidTimeRange
 from aayu_accounts.audit.repository import EventFilter
 from aayu_accounts.audit.schemas import AuditEventOut, AuditEventPage, ExportFormat
@@ -106,7 +106,10 @@ async def record(
     outcome: str = "success",
     details: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event to the chain in the caller's transaction and return it (flushed).
+    """Append one event to the chain in the caller's transaction and return it.
+
+    The row is written with a Core insert (or, on PostgreSQL, by the append function), so
+    the returned ``AuditEvent`` is a detached copy of it, not an object in the session.
 
     Raises ``SecretInAuditDetails`` for a detail key that names a secret, ``ValueError`` or
     ``TypeError`` for details with no exact JSON form (NaN, huge integers, arbitrary objects)
@@ -120,30 +123,31 @@ async def record(
     assert isinstance(clean, dict)
     _check_details(clean)
 
-    await repository.lock_chain(session)
-    head = await repository.chain_head(session)
-    previous = head.hash if head else GENESIS_HASH
-    event = AuditEvent(
-        id=new_id(),
-        sequence=(head.sequence + 1) if head else 1,
-        occurred_at=clock.now(),
-        actor_kind=actor.kind,
-        actor_id=_clip(actor.id, 100),
-        org_id=org_id,
-        action=action.value,
-        target_type=_clip(target_type, 50),
-        target_id=_clip(target_id, 200),
-        outcome=outcome,
-        ip=_clip(client_ip_var.get(), 64),
-        user_agent=_clip(user_agent_var.get(), 300),
-        request_id=_clip(request_id_var.get(), 128),
-        details=clean,
-        hash_version=HASH_VERSION,
-        prev_hash=previous,
+    values: dict[str, Any] = {
+        "id": new_id(),
+        "occurred_at": clock.now(),
+        "actor_kind": actor.kind,
+        "actor_id": _clip(actor.id, 100),
+        "org_id": org_id,
+        "action": action.value,
+        "target_type": _clip(target_type, 50),
+        "target_id": _clip(target_id, 200),
+        "outcome": outcome,
+        "ip": _clip(client_ip_var.get(), 64),
+        "user_agent": _clip(user_agent_var.get(), 300),
+        "request_id": _clip(request_id_var.get(), 128),
+        "details": clean,
+        "hash_version": HASH_VERSION,
+    }
+    event = AuditEvent(**values)
+    # The leaf is hashed before the lock: the lock is held only for linking and inserting.
+    leaf = leaf_hash(EventFields.of(event))
+    appended = await repository.append(session, values, leaf)
+    event.sequence, event.prev_hash, event.hash = (
+        appended.sequence,
+        appended.prev_hash,
+        appended.hash,
     )
-    event.hash = event_hash(previous, EventFields.of(event))
-    session.add(event)
-    await session.flush()
     return event
 
 
