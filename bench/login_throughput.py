@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     with running_server() as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
         accounts = server.register_verified(client, args.accounts)
+        backend = server.backend
         raw_before = raw_verifications_per_second(min(args.seconds, 10), cores)
         result = asyncio.run(load(server, accounts, args.seconds, args.concurrency))
         raw_after = raw_verifications_per_second(min(args.seconds, 10), cores)
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "errors": result["errors"] == 0,
     }
     rows = [
+        ("backend", backend),
         ("cores / concurrent clients", f"{cores} / {args.concurrency}"),
         ("raw Argon2id verify/s", f"{raw:.2f} ({raw_before:.2f}, {raw_after:.2f})"),
         ("sign-ins/s (HTTP, full)", f"{result['signins_per_second']:.2f}"),

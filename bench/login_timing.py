@@ -52,6 +52,7 @@ def measure(attempts: int) -> dict[str, object]:
             bodies[kind].add(_shape(response.content))
     unknown, wrong = statistics.median(times["unknown"]), statistics.median(times["wrong"])
     return {
+        "backend": server.backend,
         "attempts_each": attempts,
         "median_unknown_ms": unknown * 1000,
         "median_wrong_ms": wrong * 1000,
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         and result["statuses"] == [401]
     )
     print(f"{'metric':<28}{'value':>14}")
+    print(f"{'backend':<28}{result['backend']!s:>14}")
     print(f"{'attempts per kind':<28}{result['attempts_each']:>14}")
     print(f"{'median unknown email (ms)':<28}{result['median_unknown_ms']:>14.1f}")
     print(f"{'median wrong password (ms)':<28}{result['median_wrong_ms']:>14.1f}")
