@@ -336,3 +336,54 @@ async def test_full_lifecycle_local(
             session, org_id=clinic.org_id, user_id=clinicians[0], feature="notes"
         )
         assert (decision.allowed, decision.reason) == (False, "no_subscription")
+
+
+async def test_trial_converts_at_its_end(
+    db: Database, billing: BillingRuntime, local_provider: LocalProvider, frozen_clock: FrozenClock
+) -> None:
+    from aayu_accounts.billing.revenue.service import build_report
+    from tests.billing.factories import seed_default_plans as seed
+
+    async with db.session_scope() as session:
+        await seed(session, trials=True)
+        clinic = await make_clinic(session)
+        sub = await service.create_subscription(
+            session,
+            local_provider,
+            actor=Actor.user(clinic.owner_id),
+            role="owner",
+            org_id=clinic.org_id,
+            plan_id="solo_monthly",
+            seats=1,
+            payment_method="pm_card_visa",
+        )
+        assert sub.status == "trialing"
+        assert sub.trial_end is not None
+        invoice = await session.scalar(select(Invoice).where(Invoice.org_id == clinic.org_id))
+        assert invoice is not None
+        assert (invoice.status, invoice.amount_cents) == ("paid", 0)
+        report = await build_report(session)
+        assert report.mrr_cents.get("usd", 0) == 0  # trials are not revenue
+    frozen_clock.set(sub.trial_end + timedelta(seconds=1))
+    async with db.session_scope() as session:
+        await service.renew_due(session, local_provider)
+        sub = await service.get_subscription(session, clinic.org_id, "owner")
+        assert sub.status == "active"
+        assert sub.converted_from_trial_at is not None
+        report = await build_report(session)
+        assert report.trial_conversion == 1.0
+        assert report.mrr_cents["usd"] == 4900
+
+
+def test_local_provider_is_refused_in_production(settings: object) -> None:
+    from aayu_accounts.billing.payment_provider.factory import (
+        LocalProviderInProduction,
+        get_provider,
+    )
+    from aayu_accounts.config import Environment, Settings
+
+    assert isinstance(settings, Settings)
+    production = settings.model_copy(update={"env": Environment.PRODUCTION})
+    with pytest.raises(LocalProviderInProduction):
+        get_provider(production)
+    assert "AAYU_PAYMENT_PROVIDER=local" in " ".join(production.production_problems())
