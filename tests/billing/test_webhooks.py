@@ -117,6 +117,8 @@ async def test_signature_is_checked_on_the_raw_body(
         (json.dumps(event, indent=2).encode(), sign(raw)),
         (raw, sign(raw, timestamp=int(time.time()) - 301)),
         (raw, "garbage"),
+        (b"\xff\xfe", sign(b"\xff\xfe")),  # not UTF-8: refused, never a 500
+        (b"[1, 2]", sign(b"[1, 2]")),  # signed but not an event
     ):
         response = await post(body, header)
         assert response.status_code == 400, response.text

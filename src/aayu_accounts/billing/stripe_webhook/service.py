@@ -69,7 +69,10 @@ def verify(raw_body: bytes, signature_header: str | None, secrets: list[str]) ->
     re-serialized body would not match (the classic webhook bug)."""
     if not signature_header or not secrets:
         raise SignatureInvalid()
-    payload = raw_body.decode("utf-8", errors="strict")
+    try:
+        payload = raw_body.decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise SignatureInvalid() from None
     for secret in secrets:
         try:
             stripe.WebhookSignature.verify_header(
@@ -77,8 +80,15 @@ def verify(raw_body: bytes, signature_header: str | None, secrets: list[str]) ->
             )
         except stripe.SignatureVerificationError:
             continue
-        event = json.loads(payload)
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            raise SignatureInvalid("Not a Stripe event.") from None
         if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+            raise SignatureInvalid("Not a Stripe event.")
+        if not isinstance(event.get("data"), dict) or not isinstance(
+            event["data"].get("object"), dict
+        ):
             raise SignatureInvalid("Not a Stripe event.")
         return event
     raise SignatureInvalid()
