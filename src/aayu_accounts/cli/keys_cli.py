@@ -121,6 +121,12 @@ def rotate(
 
     version = _run(work)
     typer.echo(f"{name} rotated: version {version}", err=True)
+    if name in ("data", "client-secret", "blind-index"):
+        typer.echo(
+            "once it is active (see `keys list`), run `keys reencrypt`, then retire the old "
+            "version",
+            err=True,
+        )
 
 
 @app.command("init-master")
