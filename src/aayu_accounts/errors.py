@@ -6,6 +6,8 @@ Domain modules subclass :class:`AppError` with names that state the condition (`
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import structlog
@@ -149,7 +151,25 @@ _HTTP_STATUS_ERRORS: dict[int, type[AppError]] = {
 }
 
 
+# Told (status, code) of every problem rendered here; the composition root wires the error
+# metrics in, so this module stays at the bottom of the import graph.
+ProblemObserver = Callable[[int, str], None]
+_problem_observers: list[ProblemObserver] = []
+
+
+def add_problem_observer(observer: ProblemObserver) -> None:
+    if observer not in _problem_observers:
+        _problem_observers.append(observer)
+
+
+def observe_problem(status: int, code: str) -> None:
+    for observe in _problem_observers:
+        with contextlib.suppress(Exception):
+            observe(status, code)
+
+
 def problem_response(error: AppError, request: Request) -> JSONResponse:
+    observe_problem(error.status, error.code)
     return JSONResponse(
         error.problem(instance=request.url.path),
         status_code=error.status,
@@ -198,6 +218,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
             detail=str(exc.detail) if isinstance(exc.detail, str) else "HTTP error",
             instance=request.url.path,
         )
+        observe_problem(exc.status_code, body["code"])
         return JSONResponse(
             body,
             status_code=exc.status_code,

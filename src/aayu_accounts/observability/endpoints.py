@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 
+import structlog
 from fastapi import APIRouter, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +20,7 @@ from aayu_accounts.config import Settings
 from aayu_accounts.errors import Unauthenticated
 
 router = APIRouter(tags=["operations"])
+log = structlog.get_logger(__name__)
 
 
 def _registry() -> CollectorRegistry:
@@ -53,5 +56,11 @@ async def metrics(request: Request) -> Response:
             headers={"WWW-Authenticate": "Bearer"},
         )
     for refresh in getattr(request.app.state, "metrics_refreshers", []):
-        await refresh()
+        # A refresher that needs the database must not take /metrics down during the very
+        # outage an operator is trying to see: the gauges it feeds keep their last value.
+        try:
+            async with asyncio.timeout(2):
+                await refresh()
+        except Exception as exc:
+            log.warning("metrics.refresh_failed", error=type(exc).__name__)
     return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.models.alert import Alert
+from aayu_accounts.models.auth_session import AuthSession
 
 
 async def by_key(session: AsyncSession, key: str) -> Alert | None:
@@ -41,3 +43,14 @@ async def firing_counts(session: AsyncSession) -> dict[str, int]:
 async def groups_with_pending(session: AsyncSession) -> Sequence[str]:
     query = select(Alert.group_key).where(Alert.notify_pending.is_(True)).distinct()
     return (await session.scalars(query)).all()
+
+
+async def active_sessions(session: AsyncSession, now: datetime, idle_seconds: int) -> int:
+    """Sessions not revoked, not expired and used within the idle timeout (a gauge the
+    rules and the daily summary read; counted here so no request pays for it)."""
+    query = select(func.count()).where(
+        AuthSession.revoked_at.is_(None),
+        AuthSession.expires_at > now,
+        AuthSession.last_seen_at > now - timedelta(seconds=idle_seconds),
+    )
+    return int(await session.scalar(query) or 0)

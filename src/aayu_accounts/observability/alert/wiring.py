@@ -16,12 +16,13 @@ import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from aayu_accounts import errors
 from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
 from aayu_accounts.jobs import Scheduler
-from aayu_accounts.kit import redis_client, resilience
+from aayu_accounts.kit import clock, redis_client, resilience
 from aayu_accounts.observability import metrics
-from aayu_accounts.observability.alert import service
+from aayu_accounts.observability.alert import repository, service
 from aayu_accounts.observability.alert.evaluator import Evaluator
 from aayu_accounts.observability.alert.rules import BREAKER_ALERTS
 from aayu_accounts.observability.health import HealthMonitor, dependencies_ready, pool_usage
@@ -33,9 +34,14 @@ def _record_breaker_state(name: str, _old: str, new: str) -> None:
     metrics.observe_breaker_state(name, new)
 
 
-# Metrics follow breaker changes in every process, whether or not an app is running.
+def _record_problem(status: int, code: str) -> None:
+    metrics.HTTP_ERRORS.labels(str(status), code).inc()
+
+
+# Metrics follow breaker changes and rendered problems in every process.
 resilience.add_state_observer(_record_breaker_state)
 resilience.add_outcome_observer(metrics.observe_dependency_call)
+errors.add_problem_observer(_record_problem)
 
 
 @dataclass
@@ -96,12 +102,22 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.readiness_checks["dependencies"] = dependencies_ready
 
     async def refresh() -> None:
-        db: Database | None = getattr(app.state, "db", None)
-        if db is not None:
-            for state, value in pool_usage(db).items():
-                metrics.DB_POOL_CONNECTIONS.labels(state).set(value)
         for dependency in resilience.all_dependencies():
             metrics.observe_breaker_state(dependency.name, dependency.state)
+        db: Database | None = getattr(app.state, "db", None)
+        if db is None:
+            return
+        for state, value in pool_usage(db).items():
+            metrics.DB_POOL_CONNECTIONS.labels(state).set(value)
+        try:
+            async with db.session_scope(write=False) as session:
+                count = await repository.active_sessions(
+                    session, clock.now(), settings.session_idle_minutes * 60
+                )
+        except Exception as exc:  # a database outage must not take /metrics down with it
+            log.warning("metrics.active_sessions_failed", error=type(exc).__name__)
+            return
+        metrics.ACTIVE_SESSIONS.set(count)
 
     app.state.metrics_refreshers.append(refresh)
 
