@@ -18,7 +18,12 @@ from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
 from aayu_accounts.kit import clock
 
-pytest_plugins = ["tests.fixtures.database", "tests.fixtures.crypto", "tests.fixtures.stripe"]
+pytest_plugins = [
+    "tests.fixtures.database",
+    "tests.fixtures.crypto",
+    "tests.fixtures.stripe",
+    "tests.audit.sweep",
+]
 
 _ran_on: Counter[str] = Counter()
 _backend_of: dict[str, str] = {}

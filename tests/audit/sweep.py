@@ -1,0 +1,139 @@
+"""A pytest plugin that sweeps every audit row the whole suite writes for the suite's secrets.
+
+Audit rows written in tests vanish with each test's rolled-back transaction, so the sweep
+watches them as they are written: a SQLAlchemy listener on every engine keeps the parameters
+of each audit append (minus ids and hashes, which are random hex). The secrets are watched the
+same way, on the wire: every request and response that goes through ``httpx.ASGITransport``
+(the ``client`` fixture) is read for passwords, tokens, TOTP and recovery codes, MFA and
+client secrets, and bearer/cookie credentials. ``test_secret_sweep.py`` runs last and checks
+that no secret appears in any audit row (as a whole token, so a six-digit code is not found
+by chance inside a longer number).
+
+Observation only: nothing is replaced, every request and statement runs as it would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "new_password",
+        "current_password",
+        "token",
+        "mfa_token",
+        "code",
+        "captcha",
+        "secret",
+        "recovery_codes",
+        "otpauth_uri",
+    }
+)
+_NOT_CONTENT = frozenset({"id", "hash", "prev_hash", "leaf"})
+MIN_SECRET_LENGTH = 6
+
+
+class Sweep:
+    def __init__(self) -> None:
+        self.audit_rows: list[str] = []
+        self.secrets: set[str] = set()
+        self.requests_seen = 0
+
+    def add_secret(self, value: Any) -> None:
+        if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
+            self.secrets.add(value)
+        elif isinstance(value, list):
+            for item in value:
+                self.add_secret(item)
+
+    def add_json(self, body: bytes) -> None:
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return
+        self._walk(document)
+
+    def _walk(self, document: Any) -> None:
+        if isinstance(document, dict):
+            for key, value in document.items():
+                if key in SECRET_KEYS:
+                    self.add_secret(value)
+                self._walk(value)
+        elif isinstance(document, list):
+            for item in document:
+                self._walk(item)
+
+    def leaks(self) -> list[tuple[str, str]]:
+        """(secret prefix, row excerpt) for each secret found in an audit row."""
+        found: list[tuple[str, str]] = []
+        text = "\n".join(self.audit_rows)
+        for secret in self.secrets:
+            pattern = re.compile(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])")
+            match = pattern.search(text)
+            if match:
+                start = max(0, match.start() - 40)
+                found.append((secret[:2] + "…", text[start : match.start()]))
+        return found
+
+
+SWEEP = Sweep()
+
+
+def _content(parameters: Any) -> Iterable[str]:
+    rows = parameters if isinstance(parameters, list | tuple) else [parameters]
+    for row in rows:
+        if isinstance(row, dict):
+            yield repr({k: v for k, v in row.items() if k not in _NOT_CONTENT})
+        else:
+            yield repr(row)
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _watch_audit_appends(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, context: Any, _many: bool
+) -> None:
+    if "audit_chain_append" in statement or "INSERT INTO audit_events" in statement:
+        compiled = getattr(context, "compiled_parameters", None)
+        SWEEP.audit_rows.extend(_content(compiled if compiled else parameters))
+
+
+_original_handle = httpx.ASGITransport.handle_async_request
+
+
+async def _watching_handle(self: httpx.ASGITransport, request: httpx.Request) -> httpx.Response:
+    SWEEP.requests_seen += 1
+    SWEEP.add_json(request.content)
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("bearer "):
+        SWEEP.add_secret(authorization[7:].strip())
+    for name in ("x-aayu-signature", "x-csrf-token"):
+        SWEEP.add_secret(request.headers.get(name))
+    response = await _original_handle(self, request)
+    body = await response.aread()  # the ASGI transport buffers it anyway; cached for the client
+    if "json" in response.headers.get("content-type", ""):
+        SWEEP.add_json(body)
+    for cookie in response.headers.get_list("set-cookie"):
+        name, _, rest = cookie.partition("=")
+        if name.strip() in ("aayu_session", "aayu_csrf"):
+            SWEEP.add_secret(rest.split(";", 1)[0])
+    return response
+
+
+httpx.ASGITransport.handle_async_request = _watching_handle  # type: ignore[method-assign]
+
+SWEEP_TEST = "test_secret_sweep.py::"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The sweep judges what the whole run wrote: it runs after everything else.
+    last = [item for item in items if SWEEP_TEST in item.nodeid]
+    items[:] = [item for item in items if SWEEP_TEST not in item.nodeid] + last
