@@ -7,6 +7,7 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -18,13 +19,18 @@ from sqlalchemy import func, select
 
 from aayu_accounts.api_security.settings import ApiSecuritySettings
 from aayu_accounts.app import create_app
+from aayu_accounts.billing import dunning
+from aayu_accounts.billing.entitlement.service import check_entitlement
 from aayu_accounts.billing.plan.catalog import DEFAULT_PLANS
 from aayu_accounts.billing.plan.service import seed_plans
+from aayu_accounts.billing.runtime import BillingRuntime
+from aayu_accounts.billing.subscription import repository as subscription_repository
 from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
 from aayu_accounts.kit.clock import FrozenClock
 from aayu_accounts.models.invoice import Invoice
 from aayu_accounts.models.job import Job
+from aayu_accounts.models.outbox_email import OutboxEmail
 from aayu_accounts.models.stripe_event import StripeEvent
 from aayu_accounts.models.subscription import Subscription
 from tests.billing.factories import make_clinic
@@ -183,7 +189,7 @@ async def test_shuffled_duplicate_deliveries_reach_the_ordered_state(
 
 
 async def test_ordered_delivery_runs_dunning(
-    client: httpx.AsyncClient, db: Database, frozen_clock: FrozenClock
+    client: httpx.AsyncClient, db: Database, frozen_clock: FrozenClock, billing: BillingRuntime
 ) -> None:
     """past_due from Stripe starts the grace period; paid ends it (emails at each step)."""
     org_id = await _clinic(db)
@@ -197,9 +203,30 @@ async def test_ordered_delivery_runs_dunning(
         assert sub.status == "past_due"
         assert sub.dunning_stage == "grace"
         assert sub.past_due_since is not None
+        past_due_since = sub.past_due_since
+        member = next(iter(await subscription_repository.active_members(session, org_id)))[0]
+        assert (
+            await check_entitlement(session, org_id=org_id, user_id=member, feature="notes")
+        ).allowed
+    # The grace period ends: restricted, but sign-in and data export still work.
+    frozen_clock.set(past_due_since + timedelta(days=7, seconds=1))
+    async with db.session_scope() as session:
+        assert await dunning.advance(session, frozen_clock.now()) == [org_id]
+        decision = await check_entitlement(session, org_id=org_id, user_id=member, feature="notes")
+        assert (decision.allowed, decision.reason) == (False, "past_due_grace_over")
+        assert (
+            await check_entitlement(session, org_id=org_id, user_id=member, feature="data_export")
+        ).allowed
     for event in events[10:]:
         await deliver(client, event)
         await drain_jobs(db, frozen_clock)
     state = await _final_state(db, org_id)
     assert state["status"] == "active"
     assert state["dunning_stage"] == "none"
+    async with db.session_scope(write=False) as session:
+        assert (
+            await check_entitlement(session, org_id=org_id, user_id=member, feature="notes")
+        ).allowed
+        sent = (await session.scalars(select(OutboxEmail.template))).all()
+        for template in ("billing_payment_failed", "billing_restricted", "billing_recovered"):
+            assert template in sent
