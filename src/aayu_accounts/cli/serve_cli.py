@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 import uvicorn
 
+from aayu_accounts.app import create_app
 from aayu_accounts.cli.common import run_with_db, settings
 from aayu_accounts.crypto.keyring.runtime import start_keyring
 from aayu_accounts.db import Database
@@ -73,6 +74,10 @@ def worker() -> None:
         job_worker = Worker(db, poll_seconds=current.job_poll_seconds)
         db.on_jobs_committed(job_worker.wake)
         scheduler = Scheduler(LeaderElector(db, lease_seconds=current.leader_lease_seconds))
+        # The server's leader duties (alert rules, flag schedule, audit checkpoints, ...) and,
+        # by importing every area, its job handlers: building the app registers both.
+        for register in create_app(current).state.periodic_registrations:
+            register(scheduler, current)
         # Jobs read and write encrypted fields: load the keyring (refreshed like the server's).
         keys = await start_keyring(current, db)
         try:
