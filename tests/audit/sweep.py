@@ -23,6 +23,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from starlette.routing import compile_path
 
 SECRET_KEYS = frozenset(
     {
@@ -39,6 +40,7 @@ SECRET_KEYS = frozenset(
     }
 )
 _NOT_CONTENT = frozenset({"id", "hash", "prev_hash", "leaf"})
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MIN_SECRET_LENGTH = 6
 
 
@@ -47,6 +49,16 @@ class Sweep:
         self.audit_rows: list[str] = []
         self.secrets: set[str] = set()
         self.requests_seen = 0
+        # (method, route template) -> [successful calls, successful calls that left an event]
+        self.state_changes: dict[tuple[str, str], list[int]] = {}
+        self.full_run = False
+
+    def note_call(self, method: str, route: str, status: int, events: int) -> None:
+        if method not in STATE_CHANGING or not 200 <= status < 300:
+            return
+        counts = self.state_changes.setdefault((method, route), [0, 0])
+        counts[0] += 1
+        counts[1] += 1 if events else 0
 
     def add_secret(self, value: Any) -> None:
         if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
@@ -117,7 +129,11 @@ async def _watching_handle(self: httpx.ASGITransport, request: httpx.Request) ->
         SWEEP.add_secret(authorization[7:].strip())
     for name in ("x-aayu-signature", "x-csrf-token"):
         SWEEP.add_secret(request.headers.get(name))
+    before = len(SWEEP.audit_rows)
     response = await _original_handle(self, request)
+    route = _route_template(self.app, request.method, request.url.path)
+    if route is not None:
+        SWEEP.note_call(request.method, route, response.status_code, len(SWEEP.audit_rows) - before)
     body = await response.aread()  # the ASGI transport buffers it anyway; cached for the client
     if "json" in response.headers.get("content-type", ""):
         SWEEP.add_json(body)
@@ -128,9 +144,36 @@ async def _watching_handle(self: httpx.ASGITransport, request: httpx.Request) ->
     return response
 
 
+_route_tables: dict[int, list[tuple[str, frozenset[str], re.Pattern[str]]]] = {}
+
+
+def _route_template(app: Any, method: str, path: str) -> str | None:
+    from tests.fixtures.routes import api_routes
+
+    table = _route_tables.get(id(app))
+    if table is None:
+        table = [
+            (route.path, route.methods, compile_path(route.path)[0]) for route in api_routes(app)
+        ]
+        _route_tables[id(app)] = table
+    for template, methods, regex in table:
+        if method in methods and regex.match(path):
+            return template
+    return None
+
+
 httpx.ASGITransport.handle_async_request = _watching_handle  # type: ignore[method-assign]
 
 SWEEP_TEST = "test_secret_sweep.py::"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Route coverage is judged only when the whole suite runs (no narrower paths given).
+    root = config.rootpath / "tests"
+    given = [arg.split("::", 1)[0] for arg in config.args]
+    SWEEP.full_run = all(
+        (config.invocation_params.dir / arg).resolve() in (root, config.rootpath) for arg in given
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

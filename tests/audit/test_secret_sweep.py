@@ -1,14 +1,17 @@
-"""No audit row written anywhere in the suite holds a password, token or TOTP code the suite
-used (see tests/audit/sweep.py; this module runs last)."""
+"""What the whole suite's traffic shows about the trail (see tests/audit/sweep.py; this module
+runs last): no audit row holds a password, token or TOTP code the suite used, and every route
+that changes state left an event when it succeeded."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
-from tests.audit.sweep import SWEEP
+from tests.audit.sweep import STATE_CHANGING, SWEEP
+from tests.fixtures.routes import api_routes
 from tests.identity.accounts.helpers import login, signed_up
 
 
@@ -51,3 +54,30 @@ def test_the_sweep_finds_a_leak_and_only_whole_tokens() -> None:
     assert sweep.leaks() == []
     sweep.audit_rows.append("{'details': {'note': 'typed Vq-secret-Pass!7z by mistake'}}")
     assert [prefix for prefix, _ in sweep.leaks()] == ["Vq…"]
+
+
+# Routes that take POST but change nothing worth an event (queries with a body), or whose
+# writes are data rather than actions. Each needs its reason.
+NOT_AUDITED = {
+    ("POST", "/api/v1/service/sessions/introspect"): "a read: is this token a live session?",
+    ("POST", "/api/v1/service/entitlements/check"): "a read: may this user use a feature?",
+    ("POST", "/api/v1/service/flags/evaluate"): "a read: the flags for a user",
+    ("POST", "/api/v1/service/usage"): "metered usage data, counted (not an action)",
+}
+
+
+def test_every_state_changing_route_leaves_an_event(app: FastAPI) -> None:
+    changing = {
+        (method, route.path)
+        for route in api_routes(app)
+        for method in route.methods & STATE_CHANGING
+    } - set(NOT_AUDITED)
+    silent = sorted(
+        key
+        for key, (calls, audited) in SWEEP.state_changes.items()
+        if key in changing and calls and not audited
+    )
+    assert not silent, f"succeeded without recording an audit event: {silent}"
+    if SWEEP.full_run:
+        unexercised = sorted(changing - set(SWEEP.state_changes))
+        assert not unexercised, f"state-changing routes no test called successfully: {unexercised}"
