@@ -114,3 +114,31 @@ async def test_the_leader_runs_the_duty(trail_db: Database, tmp_path: Path) -> N
     assert "audit-retention" in ran
     assert len(list(iter_checkpoint_files(settings.audit_checkpoint_path))) == 1
     assert AuditAction.CHECKPOINT_WRITTEN.value in await _actions(trail_db)
+
+
+async def test_the_watch_reverifies_only_new_events_and_raises_the_gauge(
+    committing_trail_db: Database, tmp_path: Path
+) -> None:
+    from prometheus_client import REGISTRY
+
+    from aayu_accounts.audit.tasks import ChainWatch
+    from tests.audit.conftest import drop_triggers
+    from tests.audit.helpers import execute
+
+    watch = ChainWatch(_settings(tmp_path), KeyringCheckpointSigner())
+    await seed(committing_trail_db, 4)
+    first = await watch.run(committing_trail_db)
+    assert first.ok
+    assert (first.checked, watch.verified_through) == (4, 4)
+    await seed(committing_trail_db, 2)
+    second = await watch.run(committing_trail_db)
+    assert (second.first_sequence, second.checked, watch.verified_through) == (5, 2, 6)
+    assert REGISTRY.get_sample_value("aayu_audit_chain_broken") == 0
+    await drop_triggers(committing_trail_db.engine)
+    await seed(committing_trail_db, 1)
+    await execute(committing_trail_db, "UPDATE audit_events SET actor_id = 'x' WHERE sequence = 7")
+    broken = await watch.run(committing_trail_db)
+    assert broken.problem is not None
+    assert broken.problem.sequence == 7
+    assert REGISTRY.get_sample_value("aayu_audit_chain_broken") == 1
+    assert watch.verified_through == 6
