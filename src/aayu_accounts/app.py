@@ -24,11 +24,7 @@ from aayu_accounts.email import sender as email_sender
 from aayu_accounts.errors import PROBLEM_CONTENT_TYPE, install_error_handlers
 from aayu_accounts.identity.runtime import IdentityRuntime
 from aayu_accounts.jobs import LeaderElector, Scheduler, Worker, queue_stats
-from aayu_accounts.kit.asgi import (
-    BodySizeLimitMiddleware,
-    RequestContextMiddleware,
-    parse_networks,
-)
+from aayu_accounts.kit.asgi import RequestContextMiddleware, parse_networks
 from aayu_accounts.log_config import configure_logging
 from aayu_accounts.observability import metrics
 from aayu_accounts.observability.alert import wiring as observability_wiring
@@ -156,10 +152,9 @@ def create_app(
     install_error_handlers(app)
     include_routers(app)
     # Added innermost first: the request context wraps everything, so every response
-    # (the early 413 included) carries its request id. API security (signatures, CSRF,
-    # limits, CORS, headers) sits inside the body-size limit.
+    # (the early 413 included) carries its request id. API security adds, inside it: the
+    # security headers, the body-size limit, then CORS, limits, CSRF and signatures.
     api_security_wiring.install(app, settings)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         RequestContextMiddleware,
         trusted_proxies=parse_networks(settings.trusted_proxies),

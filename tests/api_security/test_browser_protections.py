@@ -283,3 +283,20 @@ async def test_bodies_over_one_mebibyte_are_refused(client: httpx.AsyncClient) -
     )
     assert response.status_code == 413
     assert response.json()["code"] == "payload_too_large"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+async def test_an_unexpected_error_still_carries_the_headers(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    async def explode() -> None:
+        raise RuntimeError("an unexpected failure with a secret-looking detail")
+
+    app.add_api_route("/test-only/explode", explode)
+    response = await client.get("/test-only/explode")
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert "secret-looking" not in response.text
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "X-Request-ID" in response.headers

@@ -13,7 +13,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aayu_accounts.api_security.csrf import SESSION_COOKIE
-from aayu_accounts.api_security.responses import bearer_token, cookie, header
+from aayu_accounts.api_security.responses import bearer_token, cookie, header, send_problem
+from aayu_accounts.errors import error_for_unexpected
 
 PERMISSIONS_POLICY = (
     "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
@@ -65,8 +66,12 @@ class SecurityHeadersMiddleware:
         authenticated = is_authenticated_request(scope)
         path = scope["path"]
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("Content-Security-Policy", content_security_policy(nonce, path))
                 headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -86,4 +91,11 @@ class SecurityHeadersMiddleware:
                     headers.setdefault("Pragma", "no-cache")
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:
+            # Rendered here rather than by the request context outside, so an unexpected 500
+            # carries the headers too (the request id is bound already; the log has the trace).
+            if started:
+                raise
+            await send_problem(scope, send_with_headers, error_for_unexpected(exc))

@@ -1,12 +1,14 @@
 """How API security plugs into the application (called from ``app.py``, the composition root).
 
-Middleware order, outermost first (the request context and body-size limit wrap all of it)::
+Middleware order, outermost first::
 
-    SecurityHeaders -> CORS -> RateLimit -> CSRF -> SignedRequest -> routes
+    RequestContext -> SecurityHeaders -> BodySizeLimit -> CORS -> RateLimit -> CSRF
+        -> SignedRequest -> routes
 
-Headers go on every response, refusals included; CORS answers preflights before they count
-against a limit; the limit runs before the CSRF check and the signature verification, and the
-signature middleware applies each service client's own limit once the client is known.
+Headers go on every response: refusals, the early 413 and unexpected 500s included; CORS
+answers preflights before they count against a limit; the limit runs before the CSRF check and
+the signature verification, and the signature middleware applies each service client's own
+limit once the client is known.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from aayu_accounts.api_security.runtime import ApiSecurityRuntime
 from aayu_accounts.api_security.settings import ApiSecuritySettings
 from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
+from aayu_accounts.kit.asgi import BodySizeLimitMiddleware
 
 
 def install(app: FastAPI, settings: Settings, security: ApiSecuritySettings | None = None) -> None:
-    """Add the middleware (call before the request-context middleware is added).
+    """Add the middleware up to the security headers, the body-size limit included; the
+    composition root adds the request context around it.
 
     The settings are read from ``app.state.api_security_settings`` when the lifespan starts,
     so a test may replace them after ``create_app`` and before the app starts.
@@ -36,6 +40,7 @@ def install(app: FastAPI, settings: Settings, security: ApiSecuritySettings | No
     app.add_middleware(CsrfMiddleware)
     app.add_middleware(RateLimitMiddleware)
     app.add_middleware(AllowlistCorsMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
 
 
