@@ -4,6 +4,7 @@ and the bound on concurrent hashes that keeps the event loop and memory safe."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -12,6 +13,7 @@ import pytest
 
 from aayu_accounts.config import Settings
 from aayu_accounts.identity.password import PasswordHasher
+from aayu_accounts.identity.password.hasher import WORKER_NICENESS
 
 # Tests run at a tiny cost; only the parameter test below uses the real defaults.
 CHEAP = {"memory_kib": 1024, "time_cost": 1, "parallelism": 1}
@@ -187,4 +189,17 @@ async def test_hashing_does_not_block_the_event_loop() -> None:
     await task
     assert gaps
     assert max(gaps) < max(single_seconds / 2, 0.02), (max(gaps), single_seconds)
+    hasher.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX thread priorities")
+async def test_hashing_threads_yield_to_the_event_loop() -> None:
+    hasher = cheap_hasher(max_concurrency=2)
+    await asyncio.gather(*(hasher.hash("x") for _ in range(4)))
+    loop_priority = os.getpriority(os.PRIO_PROCESS, 0)
+    assert hasher.worker_thread_ids
+    for thread_id in hasher.worker_thread_ids:
+        expected = min(19, loop_priority + WORKER_NICENESS)
+        assert os.getpriority(os.PRIO_PROCESS, thread_id) == expected
+    assert os.getpriority(os.PRIO_PROCESS, 0) == loop_priority  # the loop's thread untouched
     hasher.close()
