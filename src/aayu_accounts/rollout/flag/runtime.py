@@ -34,6 +34,7 @@ log = structlog.get_logger(__name__)
 
 RECONNECT_SECONDS = 1.0
 OUTCOME_FLUSH_SECONDS = 1.0
+ANNOUNCEMENT_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.0)
 
 
 class FlagRuntime:
@@ -167,13 +168,21 @@ class FlagRuntime:
             announced = int(str(payload))
         except ValueError:
             announced = -1
+        log.debug("flags.announced", version=announced, applied=self.store.version, source=source)
         if announced == self.store.version:
             self.store.confirm()
             return
-        try:
-            await self.reload(source=source)
-        except Exception as exc:
-            log.warning("flags.reload_failed", error=type(exc).__name__, source=source)
+        for delay in ANNOUNCEMENT_RETRY_DELAYS:
+            try:
+                await self.reload(source=source)
+            except Exception as exc:
+                log.warning("flags.reload_failed", error=type(exc).__name__, source=source)
+            # An announcement is sent after its commit; should this instance still read an
+            # older version (a replica, a slow snapshot), look again shortly rather than
+            # wait for the poll.
+            if announced < 0 or self.store.version >= announced:
+                return
+            await asyncio.sleep(delay)
 
     async def _reload_local(self, version: int) -> None:
         await self._on_announcement(version, "local")
