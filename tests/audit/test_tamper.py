@@ -227,3 +227,15 @@ async def test_triggers_refuse_changes_until_dropped(
     async with committing_trail_db.session_scope() as session:
         await record(session, AuditAction.ORG_UPDATED, actor=Actor.system())
     assert (await verify(committing_trail_db)).checked == 3
+
+
+async def test_batches_do_not_hide_a_break_at_their_boundary(
+    committing_trail_db: Database,
+) -> None:
+    await _tamperable(committing_trail_db)
+    assert (await verify(committing_trail_db, batch=3)).checked == EVENTS
+    await execute(committing_trail_db, "DELETE FROM audit_events WHERE sequence = 4")
+    report = await verify(committing_trail_db, batch=3)
+    assert report.problem is not None
+    assert (report.problem.kind, report.problem.sequence) == ("removed", 4)
+    assert report.checked == 3
