@@ -21,6 +21,8 @@ from aayu_accounts.cli import (
     keys_cli,
     serve_cli,
 )
+from aayu_accounts.cli.backup_cli import app as backup_app
+from aayu_accounts.cli.backup_cli import cache_app
 from aayu_accounts.cli.flags_cli import app as flags_app
 from aayu_accounts.cli.migrate_cli import app as migrate_app
 from aayu_accounts.cli.rollback_cli import register as register_rollback
@@ -42,6 +44,8 @@ app.add_typer(flags_app, name="flags")
 register_rollback(app)
 app.add_typer(shadow_app, name="shadow")
 app.add_typer(migrate_app, name="migrate")
+app.add_typer(backup_app, name="backup")
+app.add_typer(cache_app, name="cache")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(clients_cli.app, name="clients")
 app.add_typer(admin_cli.app, name="admin")
