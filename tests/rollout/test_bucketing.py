@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,3 +54,51 @@ def test_share_enabled_matches_percent_within_sampling_error(group: str, percent
     # Five standard deviations of a binomial: a correct hash fails this about once in 3.5 million.
     tolerance = 5 * math.sqrt(population * (percent / 100) * (1 - percent / 100)) + 1
     assert abs(enabled - expected) <= tolerance
+
+
+def test_decisions_match_the_unleash_python_sdk(tmp_path: Path) -> None:
+    """The real Unleash SDK, from a bootstrap file, decides the same for every user."""
+    unleash = pytest.importorskip("UnleashClient")
+    cache_module = pytest.importorskip("UnleashClient.cache")
+    bootstrap = tmp_path / "bootstrap.json"
+    bootstrap.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "features": [
+                    {
+                        "name": "NEW_AUTH",
+                        "enabled": True,
+                        "strategies": [
+                            {
+                                "name": "flexibleRollout",
+                                "parameters": {
+                                    "rollout": "25",
+                                    "stickiness": "userId",
+                                    "groupId": "v3-rollout",
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    cache = cache_module.FileCache("aayu-test", directory=str(tmp_path))
+    cache.bootstrap_from_file(bootstrap)
+    client = unleash.UnleashClient(
+        url="http://127.0.0.1:9",
+        app_name="aayu-test",
+        disable_metrics=True,
+        disable_registration=True,
+        cache=cache,
+    )
+    client.initialize_client(fetch_toggles=False)
+    try:
+        for i in range(2000):
+            user = f"user-{i}"
+            assert client.is_enabled("NEW_AUTH", {"userId": user}) == in_rollout(
+                "v3-rollout", user, 25
+            ), user
+    finally:
+        client.destroy()
