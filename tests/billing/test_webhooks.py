@@ -26,6 +26,7 @@ from aayu_accounts.billing.plan.service import seed_plans
 from aayu_accounts.billing.runtime import BillingRuntime
 from aayu_accounts.billing.subscription import repository as subscription_repository
 from aayu_accounts.config import Settings
+from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
 from aayu_accounts.kit.clock import FrozenClock
 from aayu_accounts.models.invoice import Invoice
@@ -48,10 +49,10 @@ PRICE = "price_1QAayuClinicMonthly"
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def app(settings: Settings, db: Database) -> AsyncIterator[FastAPI]:
+async def app(settings: Settings, db: Database, keyring: Keyring) -> AsyncIterator[FastAPI]:
     """The app with Stripe's webhook path allowed more than the anonymous per-IP limit
     (Stripe delivers many events from few addresses; the signature is the gate)."""
-    application = create_app(settings, database=db)
+    application = create_app(settings, database=db, keyring=keyring)
     application.state.api_security_settings = ApiSecuritySettings(
         rate_limit_routes={"/api/v1/webhooks/stripe": "10000/minute"}
     )
