@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
+import pytest_asyncio
 from asgi_lifespan import LifespanManager
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aayu_accounts import migrate
 from aayu_accounts.app import create_app
 from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring import Keyring
-from aayu_accounts.db import Database
+from aayu_accounts.db import Database, create_engine
+from tests.fixtures.database import create_pg_database, drop_pg_database
 
 
 @pytest.fixture
@@ -40,3 +46,29 @@ def app_with(settings: Settings, db: Database, keyring: Keyring) -> AppFactory:
                 yield c
 
     return factory
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_database(
+    backend: str, settings: Settings, tmp_path: Path
+) -> AsyncIterator[tuple[AsyncEngine, Settings]]:
+    """A freshly migrated database of this test's own, committed to for real and dropped after.
+
+    For tests that need real commits (concurrency, several instances, raw scans) without
+    emptying the shared test database under everyone else (``committing_db`` does that).
+    """
+    name: str | None = None
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'own.db'}"
+    else:
+        name = f"aayu_own_{uuid.uuid4().hex[:12]}"
+        url = await create_pg_database(name)
+    own = settings.model_copy(update={"database_url": url})
+    engine = create_engine(own)
+    try:
+        await migrate.upgrade(engine)
+        yield engine, own
+    finally:
+        await engine.dispose()
+        if name is not None:
+            await drop_pg_database(name)

@@ -6,44 +6,16 @@ WAL, every PostgreSQL table), so nothing else's rows mix in and nothing is left 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
-import pytest_asyncio
 from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aayu_accounts import migrate
 from aayu_accounts.app import create_app
 from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring import Keyring
-from aayu_accounts.db import Database, create_engine
+from aayu_accounts.db import Database
 from tests.fixtures.crypto import assert_no_plaintext
-from tests.fixtures.database import create_pg_database, drop_pg_database
 from tests.identity.accounts.helpers import Account, signed_up, totp_now, unique_email
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def own_database(
-    backend: str, settings: Settings, tmp_path: Path
-) -> AsyncIterator[tuple[AsyncEngine, Settings]]:
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'scan.db'}"
-        name = None
-    else:
-        name = f"aayu_scan_{uuid.uuid4().hex[:12]}"
-        url = await create_pg_database(name)
-    own = settings.model_copy(update={"database_url": url})
-    engine = create_engine(own)
-    try:
-        await migrate.upgrade(engine)
-        yield engine, own
-    finally:
-        await engine.dispose()
-        if name is not None:
-            await drop_pg_database(name)
 
 
 async def test_no_personal_field_in_plaintext_after_sign_ups(

@@ -8,6 +8,7 @@ from datetime import timedelta
 import httpx
 from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aayu_accounts.app import create_app
 from aayu_accounts.config import Settings
@@ -202,7 +203,7 @@ async def test_sign_in_is_audited_with_reason_but_no_secret(
 
 
 async def test_concurrent_sign_ups_with_one_address_both_get_202(
-    settings: Settings, committing_db: Database, keyring: Keyring
+    own_database: tuple[AsyncEngine, Settings], keyring: Keyring
 ) -> None:
     # Two requests racing on one address, committed for real: the unique blind index decides,
     # and the loser still answers 202 (no 500, nothing revealed).
@@ -213,7 +214,9 @@ async def test_concurrent_sign_ups_with_one_address_both_get_202(
         "full_name": "Race Person",
         "organization_name": "Race Clinic",
     }
-    application = create_app(settings, database=committing_db, keyring=keyring)
+    engine, own_settings = own_database
+    own_db = Database(engine)
+    application = create_app(own_settings, database=own_db, keyring=keyring)
     async with LifespanManager(application):
         transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
@@ -222,7 +225,7 @@ async def test_concurrent_sign_ups_with_one_address_both_get_202(
                 client.post("/api/v1/auth/register", json=payload),
             )
     assert first.status_code == second.status_code == 202
-    async with committing_db.session_scope(write=False) as session:
+    async with own_db.session_scope(write=False) as session:
         users = await session.scalar(
             select(func.count()).select_from(User).where(User.email.matches(email))
         )

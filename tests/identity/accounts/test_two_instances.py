@@ -1,29 +1,59 @@
-"""Two app instances sharing PostgreSQL and Redis: one set of limits, revocations reach both."""
+"""Two app instances sharing PostgreSQL and Redis: one set of limits, revocations reach both.
+
+Each instance gets its own connections from a real pool, as two processes would, on a database
+of the test's own.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aayu_accounts.app import create_app
 from aayu_accounts.config import Settings
+from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
 from tests.identity.accounts.conftest import AppFactory
-from tests.identity.accounts.helpers import login, signed_up
+from tests.identity.accounts.helpers import login, signed_up, solve_captcha
 
 
 @pytest.fixture
-def needs_redis(settings: Settings) -> None:
-    if not settings.redis_url:
+def shared_db(own_database: tuple[AsyncEngine, Settings]) -> Database:
+    return Database(own_database[0])
+
+
+@pytest.fixture
+def instance(
+    own_database: tuple[AsyncEngine, Settings], shared_db: Database, keyring: Keyring
+) -> AppFactory:
+    _, own_settings = own_database
+    if not own_settings.redis_url:
         pytest.skip("shared state between instances needs Redis (the PostgreSQL backend)")
 
+    @asynccontextmanager
+    async def factory(**changes: object) -> AsyncIterator[httpx.AsyncClient]:
+        application = create_app(
+            own_settings.model_copy(update=changes), database=shared_db, keyring=keyring
+        )
+        async with LifespanManager(application):
+            transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                yield c
 
-@pytest.mark.usefixtures("needs_redis")
+    return factory
+
+
 async def test_revocation_on_one_instance_reaches_the_other(
-    app_with: AppFactory, db: Database
+    instance: AppFactory, shared_db: Database
 ) -> None:
-    async with app_with() as first, app_with() as second:
-        account = await signed_up(first, db)
+    async with instance() as first, instance() as second:
+        account = await signed_up(first, shared_db)
         # The second instance caches the session on first use...
         assert (await second.get("/api/v1/me", headers=account.auth)).status_code == 200
         assert (await first.post("/api/v1/auth/logout", headers=account.auth)).status_code == 204
@@ -37,10 +67,11 @@ async def test_revocation_on_one_instance_reaches_the_other(
         assert status == 401
 
 
-@pytest.mark.usefixtures("needs_redis")
-async def test_failed_sign_ins_count_across_instances(app_with: AppFactory, db: Database) -> None:
-    async with app_with() as first, app_with() as second:
-        account = await signed_up(first, db)
+async def test_failed_sign_ins_count_across_instances(
+    instance: AppFactory, shared_db: Database
+) -> None:
+    async with instance() as first, instance() as second:
+        account = await signed_up(first, shared_db)
         bad = {"email": account.email, "password": "Not-the-password-1"}
         for client in (first, second, first):
             assert (await client.post("/api/v1/auth/login", json=bad)).status_code == 401
@@ -48,7 +79,5 @@ async def test_failed_sign_ins_count_across_instances(app_with: AppFactory, db: 
         assert needs.json()["code"] == "captcha_required"
         # A challenge from one instance is accepted by the other (one shared key and store).
         challenge = (await first.get("/api/v1/auth/captcha")).json()
-        from tests.identity.accounts.helpers import solve_captcha
-
         solved = await login(second, account, captcha=solve_captcha(challenge))
         assert solved.status_code == 200, solved.text
