@@ -175,7 +175,7 @@ class AutoRollbackMonitor:
                 ALERT_KEY,
                 Severity.CRITICAL,
                 f"EMERGENCY ROLLBACK: new path rolled back ({summary}); incident {incident_id}",
-                runbook_link("automatic-rollback"),
+                runbook_link("alert-auto-rollback"),
                 labels={"incident": incident_id},
             )
         metrics.ALERTS.labels(Severity.CRITICAL.value, "auto_rollback").inc()
