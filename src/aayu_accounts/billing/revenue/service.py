@@ -116,9 +116,18 @@ def export_metrics(report: RevenueReport) -> None:
     metrics.BILLING_FAILURE_RATE.set(report.billing_failure_rate or 0.0)
 
 
-def metrics_refresher(db: Database) -> Callable[[], Awaitable[None]]:
+def metrics_refresher(
+    db: Database, min_interval_seconds: float = 60.0
+) -> Callable[[], Awaitable[None]]:
+    """Recompute the revenue gauges on a scrape, at most once a minute: the report reads every
+    subscription and recent invoice, and revenue does not move by the second."""
+    last: list[float] = []
+
     async def refresh() -> None:
+        if last and clock.monotonic() - last[0] < min_interval_seconds:
+            return
         async with db.session_scope(write=False) as session:
             export_metrics(await build_report(session))
+        last[:] = [clock.monotonic()]
 
     return refresh
