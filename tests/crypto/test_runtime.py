@@ -14,8 +14,8 @@ from aayu_accounts.app import create_app
 from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring import KeyPurpose, Keyring, get_keyring, keyring_loaded
 from aayu_accounts.crypto.keyring import service as keys
+from aayu_accounts.crypto.keyring.master import MasterKeyMissing
 from aayu_accounts.crypto.keyring.runtime import start_keyring
-from aayu_accounts.crypto.secret_store import SecretNotFound
 from aayu_accounts.crypto.secret_store.file import FileSecretStore
 from aayu_accounts.db import Database
 
@@ -53,7 +53,7 @@ async def test_production_store_needs_init_master(
     settings: Settings, db: Database, tmp_path: Path
 ) -> None:
     store = FileSecretStore(tmp_path / "mounted-secrets", generate_missing=False)
-    with pytest.raises(SecretNotFound):
+    with pytest.raises(MasterKeyMissing, match="init-master"):
         await start_keyring(settings, db, store=store, refresh=False)
     async with db.session_scope() as session:
         assert await keys.init_master(session, store, recorder=keys.no_recorder) == "1"

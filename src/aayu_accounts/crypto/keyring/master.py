@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from aayu_accounts.crypto import primitives
 from aayu_accounts.crypto.keyring.purposes import MASTER_KEY_SECRET
-from aayu_accounts.crypto.secret_store.base import SecretStore
+from aayu_accounts.crypto.secret_store.base import SecretNotFound, SecretStore
 
 
 class MasterKeyMissing(Exception):
-    """A wrapped key names a master-key version the secret store does not have."""
+    """The secret store has no master key, or not the version a wrapped key names."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,13 @@ class MasterKeys:
 
 async def load_master_keys(store: SecretStore) -> MasterKeys:
     """Read the master key's versions. The first ``get`` lets a development store generate it."""
-    newest = await store.get(MASTER_KEY_SECRET)
+    try:
+        newest = await store.get(MASTER_KEY_SECRET)
+    except SecretNotFound:
+        raise MasterKeyMissing(
+            f"the secret store ({store.provider}) has no {MASTER_KEY_SECRET!r}; "
+            "create it once with `aayu-accounts keys init-master`"
+        ) from None
     keys = {newest.version: primitives.decode_key(newest.value)}
     for listed in await store.list_versions(MASTER_KEY_SECRET):
         if listed.enabled and listed.version not in keys:
