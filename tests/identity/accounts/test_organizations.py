@@ -279,6 +279,8 @@ async def test_signed_in_user_accepts_an_invitation_to_another_clinic(
         headers=owner.auth,
     )
     token = await token_from_email(db, other.email, "invitation")
+    # /me is cached for the session now; accepting must show the new membership at once.
+    assert len((await client.get("/api/v1/me", headers=other.auth)).json()["memberships"]) == 1
     # Signed out, an existing account must sign in to accept.
     anonymous = await client.post(
         "/api/v1/invitations/accept",
@@ -343,3 +345,27 @@ async def test_owner_records_the_baa(client: httpx.AsyncClient, db: Database) ->
     assert baa["signed_at"]
     org = await client.get(f"/api/v1/orgs/{owner.org_id}", headers=admin.auth)
     assert org.json()["baa"]["version"] == "2026-11"
+
+
+async def test_me_shows_role_and_clinic_name_changes_at_once(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    owner = await signed_up(client, db)
+    member = await invite_and_join(client, db, owner, "clinician")
+
+    async def my_membership() -> dict[str, str]:
+        body = (await client.get("/api/v1/me", headers=member.auth)).json()
+        membership: dict[str, str] = body["memberships"][0]
+        return membership
+
+    assert (await my_membership())["role"] == "clinician"  # cached from here on
+    await client.patch(
+        f"/api/v1/orgs/{owner.org_id}/members/{member.user_id}",
+        json={"role": "auditor"},
+        headers=owner.auth,
+    )
+    assert (await my_membership())["role"] == "auditor"
+    await client.patch(
+        f"/api/v1/orgs/{owner.org_id}", json={"name": "Renamed Clinic"}, headers=owner.auth
+    )
+    assert (await my_membership())["org_name"] == "Renamed Clinic"

@@ -54,6 +54,9 @@ class CachedPrincipal:
     loaded_monotonic: float = field(default=0.0)
     last_ip: str | None = None
     last_user_agent: str | None = None
+    # The rendered ``GET /me`` body, filled on first use; every change to what it shows
+    # (memberships, roles, clinic names, MFA) invalidates the user's entries.
+    profile: Any = None
 
 
 @dataclass

@@ -14,6 +14,7 @@ from aayu_accounts.audit.service import Actor, record
 from aayu_accounts.crypto.field_encryption import normalize_email
 from aayu_accounts.email.service import queue_email
 from aayu_accounts.errors import Conflict
+from aayu_accounts.identity.auth_session import service as session_service
 from aayu_accounts.identity.errors import (
     AlreadyMember,
     InsufficientRole,
@@ -182,6 +183,7 @@ async def accept(
     invitation.accepted_at = now
     invitation.accepted_by = user.id
     await session.flush()
+    session_service.forget_user(session, rt, user.id)  # a new membership: /me changes
     if created:
         await record(
             session,

@@ -99,6 +99,7 @@ async def update_member(
     actor = Actor.user(access.user_id)
     if role is not None and role != membership.role:
         old_role, membership.role = membership.role, role.value
+        session_service.forget_user(session, rt, target_user_id)  # /me shows the role
         await record(
             session,
             AuditAction.MEMBER_ROLE_CHANGED,

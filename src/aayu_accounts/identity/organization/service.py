@@ -76,7 +76,8 @@ async def update_org(
     if require_mfa is not None and require_mfa != org.require_mfa:
         changes["require_mfa"] = {"old": org.require_mfa, "new": require_mfa}
         org.require_mfa = require_mfa
-        # Members' cached "must enroll" flags change with it.
+    if "name" in changes or "require_mfa" in changes:
+        # Members' cached principals show the clinic's name and their "must enroll" flag.
         members = await membership_repository.members_with_users(session, org.id)
         rt.sessions.mark(session, Invalidation(user_ids={m.user_id for m, _ in members}))
     if idle_timeout_minutes is not None and idle_timeout_minutes != org.idle_timeout_minutes:
