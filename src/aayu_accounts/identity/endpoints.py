@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from aayu_accounts.db import ReadSession, WriteSession
+from aayu_accounts.db import ReadSession, WriteSession, get_database
 from aayu_accounts.errors import PROBLEM_CONTENT_TYPE, AppError, problem_response
 from aayu_accounts.identity.auth_session import service as session_service
 from aayu_accounts.identity.auth_session.cookies import (
@@ -230,12 +230,14 @@ async def captcha(request: Request) -> JSONResponse:
 
 
 @me_router.get("", response_model=MeOut, responses=_problems(401))
-async def me(principal: CurrentSession, request: Request, session: ReadSession) -> MeOut:
-    # Served from the session cache when possible: the hot path of every client's start-up.
+async def me(principal: CurrentSession, request: Request) -> MeOut:
+    # Served from the session cache when possible (no database session at all): the hot path
+    # of every client's start-up.
     cached = get_runtime(request).sessions.get(principal.token_hash)
     if cached is not None and isinstance(cached.profile, MeOut):
         return cached.profile
-    body = await _me(session, principal.user_id, principal.required_actions)
+    async with get_database(request).session_scope(write=False) as session:
+        body = await _me(session, principal.user_id, principal.required_actions)
     if cached is not None:
         cached.profile = body
     return body
