@@ -230,3 +230,13 @@ async def test_concurrent_sign_ups_with_one_address_both_get_202(
             select(func.count()).select_from(User).where(User.email.matches(email))
         )
     assert users == 1
+
+
+async def test_logout_without_a_session_is_204_and_garbage_tokens_are_401(
+    client: httpx.AsyncClient,
+) -> None:
+    assert (await client.post("/api/v1/auth/logout")).status_code == 204
+    for header in ("Bearer ", "Bearer not-a-token", "Basic abc", "Bearer " + "x" * 5000):
+        response = await client.get("/api/v1/me", headers={"Authorization": header})
+        assert response.status_code == 401
+        assert response.json()["code"] == "unauthenticated"
