@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -69,6 +70,31 @@ def periodic_registration(runtime: FlagRuntime) -> Callable[[Scheduler, Settings
         )
 
     return register
+
+
+@asynccontextmanager
+async def worker_duties(
+    settings: Settings,
+    db: Database,
+    scheduler: Scheduler,
+    rollout: RolloutSettings | None = None,
+) -> AsyncIterator[FlagRuntime]:
+    """The rollout's leader duties in ``aayu-accounts worker`` (a process serving no HTTP).
+
+    Starts a flag runtime there, through which the monitor reads every instance's outcomes
+    (from Redis: a separate worker needs it to see the servers' traffic), and registers the
+    flag schedule and the auto-rollback on ``scheduler``. Usage in the worker command::
+
+        async with worker_duties(settings, db, scheduler):
+            await asyncio.gather(job_worker.run_forever(stop), scheduler.run_forever(stop))
+    """
+    runtime = FlagRuntime(settings, rollout)
+    await runtime.start(db)
+    periodic_registration(runtime)(scheduler, settings)
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
 
 
 def install(app: FastAPI, settings: Settings, rollout: RolloutSettings | None = None) -> None:
