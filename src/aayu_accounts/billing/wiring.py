@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from aayu_accounts.billing import runtime, tasks
 from aayu_accounts.billing.plan.catalog import load_catalog
@@ -21,24 +21,41 @@ log = structlog.get_logger(__name__)
 TICK_SECONDS = 60.0
 
 
-def install(app: FastAPI, settings: Settings) -> None:
-    runtime.configure(settings)
-
-    def register(scheduler: Any, _settings: Settings) -> None:
-        scheduler.every(TICK_SECONDS, "billing.tick", tasks.tick)
-
-    app.state.periodic_registrations.append(register)
-
-
-async def start(app: FastAPI, settings: Settings) -> None:
-    """Configure billing, register its periodic tick (the scheduler starts after this), seed
-    the plan catalog (idempotent) and export revenue metrics."""
-    install(app, settings)
-    db: Database = app.state.db
+async def seed_catalog(db: Database, settings: Settings) -> bool:
+    """Write the plan catalog; False when the database refused (retried by the tick)."""
     try:
         async with db.session_scope() as session:
             await seed_plans(session, load_catalog(settings))
     except IntegrityError:
         # Another instance seeded the same plans at the same moment: theirs stand.
         log.info("billing.plans_seeded_elsewhere")
+    except (SQLAlchemyError, OSError) as exc:
+        # A database outage at start-up must not keep the process from serving /health.
+        log.warning("billing.plan_seed_failed", error=type(exc).__name__)
+        return False
+    return True
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    runtime.configure(settings)
+    seeded: list[bool] = [bool(getattr(app.state, "billing_plans_seeded", False))]
+
+    async def tick(db: Database) -> None:
+        if not seeded[0]:
+            seeded[0] = await seed_catalog(db, settings)
+        await tasks.tick(db)
+
+    def register(scheduler: Any, _settings: Settings) -> None:
+        scheduler.every(TICK_SECONDS, "billing.tick", tick)
+
+    app.state.periodic_registrations.append(register)
+
+
+async def start(app: FastAPI, settings: Settings) -> None:
+    """Configure billing, seed the plan catalog (idempotent; retried by the tick when the
+    database refuses), register the periodic tick (the scheduler starts after this) and
+    export revenue metrics."""
+    db: Database = app.state.db
+    app.state.billing_plans_seeded = await seed_catalog(db, settings)
+    install(app, settings)
     app.state.metrics_refreshers.append(metrics_refresher(db))
