@@ -76,10 +76,14 @@ class HealthMonitor:
 
     async def check_database(self) -> bool:
         database = resilience.dependency(resilience.DATABASE)
+        timeout = self.settings.db_connect_timeout_seconds + 1
         try:
-            await database.breaker_call(
-                self.db.ping, attempt_timeout=self.settings.db_connect_timeout_seconds + 1
-            )
+            if self.db.dialect == "sqlite":
+                # Embedded mode: a local file has no breaker (see wiring.start).
+                async with asyncio.timeout(timeout):
+                    await self.db.ping()
+            else:
+                await database.breaker_call(self.db.ping, attempt_timeout=timeout)
         except Exception as exc:  # any failure means "down"; the type says which
             metrics.DB_UP.set(0)
             log.warning("health.database_down", error=type(exc).__name__)

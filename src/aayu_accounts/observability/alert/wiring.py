@@ -124,8 +124,14 @@ def install(app: FastAPI, settings: Settings) -> None:
 
 async def start(app: FastAPI, settings: Settings) -> ObservabilityRuntime:
     db: Database = app.state.db
-    resilience.guard_engine(db.engine)
-    db.add_session_guard(resilience.dependency(resilience.DATABASE).allow)
+    database = resilience.dependency(resilience.DATABASE)
+    # A process starts with its breakers closed; so does an app built anew in the same one.
+    database.reset()
+    if db.dialect != "sqlite":
+        # A database server can be unreachable; an embedded SQLite file cannot, and a slow
+        # local write lock must not be mistaken for an outage.
+        resilience.guard_engine(db.engine)
+        db.add_session_guard(database.allow)
     breaker_alerts = BreakerAlerts(db)
     resilience.add_state_observer(breaker_alerts)
     redis = redis_client.create_redis(settings)
