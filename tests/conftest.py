@@ -16,7 +16,7 @@ from aayu_accounts.app import create_app
 from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
-from aayu_accounts.kit import clock
+from aayu_accounts.kit import clock, resilience
 
 pytest_plugins = [
     "tests.fixtures.database",
@@ -27,6 +27,17 @@ pytest_plugins = [
 
 _ran_on: Counter[str] = Counter()
 _backend_of: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def closed_breakers() -> Iterator[None]:
+    """Breakers are per process (kit/resilience.py): no test inherits another's open one."""
+    for dependency in resilience.all_dependencies():
+        dependency.reset()
+    yield
+    for dependency in resilience.all_dependencies():
+        dependency.configure(resilience.DEFAULT_POLICIES[dependency.name])
+        dependency.reset()
 
 
 @pytest.fixture
