@@ -156,6 +156,8 @@ async def login(body: LoginIn, request: Request, session: WriteSession) -> JSONR
         password=body.password,
         captcha=body.captcha,
         presented_token_hash=_presented_hash(request),
+        # v2.5 users are routed by NEW_AUTH between their old credentials and this store.
+        rollout=getattr(request.app.state, "rollout", None),
     )
     if isinstance(outcome, AppError):
         return problem_response(outcome, request)

@@ -45,6 +45,8 @@ from aayu_accounts.models.user import User
 from aayu_accounts.observability import metrics
 from aayu_accounts.observability.alert.service import raise_alert
 from aayu_accounts.observability.alert.severity import Severity, runbook_link
+from aayu_accounts.rollout.context import RolloutContext
+from aayu_accounts.rollout.sign_in import route_sign_in
 
 ACTION_MFA_ENROLLMENT = "mfa_enrollment"
 ACTION_ACCEPT_POLICIES = "accept_policies"
@@ -189,7 +191,9 @@ async def login(
     password: str,
     captcha: str | None,
     presented_token_hash: str | None = None,
+    rollout: RolloutContext | None = None,
 ) -> LoginOutcome:
+    """Sign in; ``rollout`` routes v2.5 users by NEW_AUTH (see ``rollout.sign_in``)."""
     ip = _ip() or "unknown"
     account_key = normalize_email(email)
     decision = await rt.login_throttle.check(ip, account_key)
@@ -217,6 +221,53 @@ async def login(
             )
             return CaptchaRequired(rt.captcha.challenge())
 
+    async def new_path() -> LoginOutcome:
+        return await _password_path(
+            session,
+            rt,
+            email=email,
+            password=password,
+            ip=ip,
+            account_key=account_key,
+            presented_token_hash=presented_token_hash,
+        )
+
+    async def accept(user_id: str) -> LoginOutcome:
+        # The v2.5 credential list accepted the password (the legacy path): open a session
+        # of the identity user this v2.5 user was migrated into.
+        user = await user_repository.get(session, user_id)
+        if user is None or not user.is_active:
+            return await reject()
+        await rt.login_throttle.record_success(ip, account_key)
+        return await _second_step_or_session(
+            session, rt, user, presented_token_hash=presented_token_hash, path="legacy"
+        )
+
+    async def reject() -> LoginOutcome:
+        await rt.hasher.verify_dummy(password)  # the new path's cost, so timing stays alike
+        return await _fail(
+            session, rt, ip=ip, account_key=account_key, user=None, reason="legacy_rejected"
+        )
+
+    if rollout is None:
+        return await new_path()
+    outcome, _decision = await route_sign_in(
+        session, rollout, email, password, new_path=new_path, accept=accept, reject=reject
+    )
+    return outcome
+
+
+async def _password_path(
+    session: AsyncSession,
+    rt: IdentityRuntime,
+    *,
+    email: str,
+    password: str,
+    ip: str,
+    account_key: str,
+    presented_token_hash: str | None,
+) -> LoginOutcome:
+    """The new path: the password checked against the identity store's Argon2id hash."""
     user = await user_repository.get_by_email(session, email)
     if user is None:
         await rt.hasher.verify_dummy(password)
@@ -240,6 +291,20 @@ async def login(
     if rt.hasher.needs_rehash(user.password_hash):
         # Parameters changed since this hash was made: upgrade it while we hold the password.
         user.password_hash = await rt.hasher.hash(password)
+    return await _second_step_or_session(
+        session, rt, user, presented_token_hash=presented_token_hash, path="new"
+    )
+
+
+async def _second_step_or_session(
+    session: AsyncSession,
+    rt: IdentityRuntime,
+    user: User,
+    *,
+    presented_token_hash: str | None,
+    path: str,
+) -> LoginOutcome:
+    """After a correct password: the MFA step when enrolled, else a fresh session."""
     if user.mfa_enabled:
         token = new_token()
         expires = clock.now() + timedelta(minutes=rt.settings.mfa_login_minutes)
@@ -252,7 +317,7 @@ async def login(
             actor=Actor.user(user.id),
             target_type="user",
             target_id=user.id,
-            details={"step": "password", "mfa_required": True},
+            details={"step": "password", "mfa_required": True, "path": path},
         )
         return MfaStep(mfa_token=token, expires_at=expires)
     issued = await issue_session(session, rt, user, replaces=presented_token_hash)
@@ -262,7 +327,7 @@ async def login(
         actor=Actor.user(user.id),
         target_type="session",
         target_id=issued.session_id,
-        details={"mfa": False},
+        details={"mfa": False, "path": path},
     )
     return issued
 
