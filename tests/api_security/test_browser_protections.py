@@ -8,12 +8,14 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from aayu_accounts.api_security.csrf import csrf_token_for, csrf_token_valid
 from aayu_accounts.api_security.headers import content_security_policy
 from aayu_accounts.api_security.settings import ApiSecuritySettings
 from aayu_accounts.config import Environment, Settings
 from aayu_accounts.db import Database
+from aayu_accounts.models.audit_event import AuditEvent
 from tests.identity.accounts.helpers import Account, login, register, verify
 
 ALLOWED = "https://scribe.aayuwell.example"
@@ -162,6 +164,13 @@ async def test_cookie_request_from_a_foreign_origin_is_refused(
     assert without_anything.json()["code"] == "csrf_failed"
     # Still signed in: the refused requests did nothing.
     assert (await client.get("/api/v1/me")).status_code == 200
+    async with db.session_scope(write=False) as session:
+        reasons = (
+            await session.scalars(
+                select(AuditEvent.details).where(AuditEvent.action == "api_security:csrf:failed")
+            )
+        ).all()
+    assert {d["reason"] for d in reasons} >= {"foreign_origin", "token_missing"}
 
 
 async def test_the_csrf_cookie_is_bound_to_the_session(
@@ -300,3 +309,40 @@ async def test_an_unexpected_error_still_carries_the_headers(
     assert "secret-looking" not in response.text
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "X-Request-ID" in response.headers
+
+
+async def test_the_ip_limit_believes_forwarded_for_only_from_trusted_proxies(
+    settings: Settings, db: Database
+) -> None:
+    from asgi_lifespan import LifespanManager
+
+    from aayu_accounts.app import create_app
+
+    application = create_app(
+        settings.model_copy(update={"trusted_proxies": ["10.9.0.0/16"]}), database=db
+    )
+    application.state.api_security_settings = ApiSecuritySettings(rate_limit_default="2/minute")
+    async with LifespanManager(application):
+        proxy = httpx.ASGITransport(app=application, client=("10.9.0.5", 40010))
+        stranger = httpx.ASGITransport(app=application, client=("203.0.113.7", 40011))
+        async with (
+            httpx.AsyncClient(transport=proxy, base_url="https://t") as via_proxy,
+            httpx.AsyncClient(transport=stranger, base_url="https://t") as direct,
+        ):
+            # Behind the trusted proxy, two clients are two addresses: separate budgets.
+            for client_ip in ("198.51.100.1", "198.51.100.2"):
+                codes = [
+                    (
+                        await via_proxy.get("/api/v1/plans", headers={"X-Forwarded-For": client_ip})
+                    ).status_code
+                    for _ in range(2)
+                ]
+                assert 429 not in codes
+            # A direct caller cannot buy fresh budgets by inventing X-Forwarded-For.
+            spoofed = [
+                (
+                    await direct.get("/api/v1/plans", headers={"X-Forwarded-For": f"192.0.2.{n}"})
+                ).status_code
+                for n in range(3)
+            ]
+    assert spoofed[-1] == 429
