@@ -186,7 +186,7 @@ async def test_database_outage_fails_fast_recovers_loses_nothing_and_alerts(
         assert all(o.status == 503 and o.code == "dependency_unavailable" for o in refused), outage
         # No request outlived its timeouts (a hung ping: statement timeout, then a connect).
         worst = settings.db_statement_timeout_seconds + settings.db_connect_timeout_seconds
-        assert max(o.seconds for o in outage) < worst + 1.0
+        assert max(o.seconds for o in outage) < worst + 2.5  # margin for a loaded CI machine
         # Once the breaker is open, refusals are immediate.
         assert sorted(o.seconds for o in refused)[len(refused) // 2] < 0.25
         # Recovery on its own: no restart, no operator.
