@@ -29,6 +29,7 @@ class AuditAction(StrEnum):
     LOGIN_LOCKED_OUT = "identity:login:locked_out"
     CAPTCHA_REQUIRED = "identity:captcha:required"
     BRUTE_FORCE_DETECTED = "identity:brute_force:detected"
+    MFA_ENROLLMENT_STARTED = "identity:mfa:enrollment_started"
     MFA_ENROLLED = "identity:mfa:enrolled"
     MFA_USED = "identity:mfa:used"
     MFA_FAILED = "identity:mfa:failed"
