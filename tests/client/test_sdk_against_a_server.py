@@ -140,8 +140,9 @@ def test_retries_carry_a_call_through_a_server_restart(
     stack: ServerStack, running: ServerProcess
 ) -> None:
     account = signed_in(stack, running)
+    # A budget of about a minute: starting the server takes seconds on a loaded machine.
     options = ClientOptions(
-        max_attempts=15, backoff_initial=0.2, backoff_max=1.0, breaker_fail_max=100
+        max_attempts=60, backoff_initial=0.2, backoff_max=1.0, breaker_fail_max=1000
     )
     with AccountsClient(running.url, stack.key_id, stack.secret, options=options) as accounts:
         assert accounts.introspect(account.token).active is True
