@@ -56,6 +56,14 @@ async def start_enrollment(session: AsyncSession, user_id: str) -> Enrollment:
     secret = mfa.new_secret()
     user.totp_pending_secret = secret
     await session.flush()
+    await record(
+        session,
+        AuditAction.MFA_ENROLLMENT_STARTED,
+        actor=Actor.user(user.id),
+        target_type="user",
+        target_id=user.id,
+        details={"method": "totp"},
+    )
     uri = mfa.provisioning_uri(secret, user.email or user.id, issuer=ISSUER)
     return Enrollment(secret=secret, otpauth_uri=uri, qr_svg=mfa.qr_svg(uri))
 
