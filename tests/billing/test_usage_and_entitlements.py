@@ -83,9 +83,9 @@ async def test_same_event_three_times_counts_once(
 
 
 async def test_concurrent_deliveries_count_once(
-    committing_db: Database, billing: BillingRuntime, local_provider: LocalProvider
+    own_db: Database, billing: BillingRuntime, local_provider: LocalProvider
 ) -> None:
-    db = committing_db
+    db = own_db
     async with db.session_scope() as session:
         await seed_default_plans(session)
         clinic = await make_clinic(session)

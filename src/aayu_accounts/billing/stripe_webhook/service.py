@@ -156,7 +156,7 @@ async def process(session: AsyncSession, event_id: str, provider: PaymentProvide
     elif kind == "customer.updated":
         outcome = await _customer_updated(session, event, stored.created)
     elif kind in ("payment_method.attached", "payment_method.detached"):
-        outcome = await _payment_method_event(session, event, kind, stored.created)
+        outcome = await _payment_method_event(session, event, kind)
     stored.status = "processed"
     stored.processed_at = clock.now()
     await record(
@@ -298,9 +298,7 @@ async def _customer_updated(session: AsyncSession, event: dict[str, Any], create
     return "unchanged"
 
 
-async def _payment_method_event(
-    session: AsyncSession, event: dict[str, Any], kind: str, created: int
-) -> str:
+async def _payment_method_event(session: AsyncSession, event: dict[str, Any], kind: str) -> str:
     obj = _object(event)
     previous = _nested(event, "data", "previous_attributes", "customer")
     customer = field_of(obj, "customer")
@@ -310,11 +308,10 @@ async def _payment_method_event(
     sub = await subscriptions.by_customer_id(session, customer_id)
     if sub is None:
         return "unknown_customer"
-    if created < sub.payment_method_version:
-        return "stale"
+    # A detach clears only the method it names, and does not age the default: the customer
+    # event that sets the next default may be older than the detach of the previous one.
     if kind == "payment_method.detached" and sub.payment_method == obj.id:
         sub.payment_method = None
-        sub.payment_method_version = created
         await session.flush()
         return "payment_method_removed"
     return "noted"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.audit.actions import AuditAction
@@ -199,8 +200,13 @@ async def create_subscription(
         provider_version=int(now.timestamp()),
         dunning_stage="none",
     )
-    session.add(sub)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(sub)
+    except IntegrityError:
+        # A concurrent subscribe for the same clinic won the unique org row. (With Stripe the
+        # loser's remote subscription is reported by its webhook as a conflict to cancel.)
+        raise SubscriptionExists() from None
     for invoice_state in state.invoices:
         await invoices.upsert(session, invoice_state, org_id=org_id, subscription_id=sub.id)
     await record(
