@@ -8,6 +8,7 @@ endpoint returns and *before* the response is sent; CLI commands and jobs use
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -144,7 +145,10 @@ class Database:
         self._session_guards: list[Callable[[], None]] = []
         joined = isinstance(engine, AsyncConnection)
         # Tests bind to one connection inside an outer transaction: commits become savepoints
-        # and the whole test rolls back at the end.
+        # and the whole test rolls back at the end. One connection cannot interleave two
+        # tasks' savepoints, so units of work from different tasks (a request and a background
+        # monitor) take turns; nested units of work in one task go straight through.
+        self._connection_turns = _TaskReentrantLock() if joined else None
         mode: dict[str, Any] = {"join_transaction_mode": "create_savepoint"} if joined else {}
         self._write_factory = async_sessionmaker(
             bind=engine, expire_on_commit=False, autoflush=True, **mode
@@ -192,6 +196,15 @@ class Database:
     @asynccontextmanager
     async def session_scope(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
         """A unit of work: commits when the block succeeds, rolls back when it raises."""
+        if self._connection_turns is None:
+            async with self._unit_of_work(write=write) as session:
+                yield session
+            return
+        async with self._connection_turns, self._unit_of_work(write=write) as session:
+            yield session
+
+    @asynccontextmanager
+    async def _unit_of_work(self, *, write: bool) -> AsyncIterator[AsyncSession]:
         for guard in self._session_guards:
             guard()
         session = self.new_session(write=write)
@@ -217,6 +230,28 @@ class Database:
     async def dispose(self) -> None:
         if isinstance(self.bind, AsyncEngine):
             await self.bind.dispose()
+
+
+class _TaskReentrantLock:
+    """An asyncio lock its holder task may take again (nested units of work)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        if self._owner is not task:
+            await self._lock.acquire()
+            self._owner = task
+        self._depth += 1
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
 
 
 def get_database(request: Request) -> Database:

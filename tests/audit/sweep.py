@@ -123,7 +123,8 @@ _original_handle = httpx.ASGITransport.handle_async_request
 
 async def _watching_handle(self: httpx.ASGITransport, request: httpx.Request) -> httpx.Response:
     SWEEP.requests_seen += 1
-    SWEEP.add_json(request.content)
+    if not isinstance(request.stream, httpx.AsyncByteStream) or hasattr(request, "_content"):
+        SWEEP.add_json(request.content)  # a streamed body (no length) is not read here
     authorization = request.headers.get("authorization", "")
     if authorization.lower().startswith("bearer "):
         SWEEP.add_secret(authorization[7:].strip())
