@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aayu_accounts import errors
 from aayu_accounts.config import Settings
@@ -137,9 +138,12 @@ async def start(app: FastAPI, settings: Settings) -> ObservabilityRuntime:
     redis = redis_client.create_redis(settings)
     monitor = HealthMonitor(db, settings, redis)
     runtime = ObservabilityRuntime(monitor, breaker_alerts, redis, asyncio.Event())
-    runtime.task = asyncio.create_task(
-        monitor.run_forever(runtime.stop_event), name="aayu-health-monitor"
-    )
+    # A Database bound to one connection (the tests' transaction) has no pool to watch, and
+    # a background ping would share that connection with the request being served.
+    if not isinstance(db.bind, AsyncConnection):
+        runtime.task = asyncio.create_task(
+            monitor.run_forever(runtime.stop_event), name="aayu-health-monitor"
+        )
     return runtime
 
 
