@@ -15,7 +15,9 @@ from aayu_accounts.app import create_app
 from aayu_accounts.cli.common import run_with_db, settings
 from aayu_accounts.crypto.keyring.runtime import start_keyring
 from aayu_accounts.db import Database
+from aayu_accounts.email import sender as email_sender
 from aayu_accounts.jobs import LeaderElector, Scheduler, Worker
+from aayu_accounts.rollout import wiring as rollout_wiring
 
 
 def register(app: typer.Typer) -> None:
@@ -80,8 +82,11 @@ def worker() -> None:
             register(scheduler, current)
         # Jobs read and write encrypted fields: load the keyring (refreshed like the server's).
         keys = await start_keyring(current, db)
+        email_sender.configure(current)
         try:
-            await asyncio.gather(job_worker.run_forever(stop), scheduler.run_forever(stop))
+            # The rollout's duties need a started flag runtime of their own in this process.
+            async with rollout_wiring.worker_duties(current, db, scheduler):
+                await asyncio.gather(job_worker.run_forever(stop), scheduler.run_forever(stop))
         finally:
             await keys.stop()
 
