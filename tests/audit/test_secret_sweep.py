@@ -63,6 +63,7 @@ NOT_AUDITED = {
     ("POST", "/api/v1/service/entitlements/check"): "a read: may this user use a feature?",
     ("POST", "/api/v1/service/flags/evaluate"): "a read: the flags for a user",
     ("POST", "/api/v1/service/usage"): "metered usage data, counted (not an action)",
+    ("POST", "/api/v1/orgs/{org_id}/subscription/preview"): "a read: the proration preview",
 }
 
 
