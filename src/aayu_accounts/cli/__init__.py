@@ -16,6 +16,7 @@ from aayu_accounts.cli import (
     audit_cli,
     billing_cli,
     clients_cli,
+    config_cli,
     db_cli,
     demo_cli,
     keys_cli,
@@ -37,6 +38,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db_cli.app, name="db")
+app.add_typer(config_cli.app, name="config")
 app.add_typer(alerts_cli.app, name="alerts")
 app.add_typer(keys_cli.app, name="keys")
 serve_cli.register(app)
