@@ -27,7 +27,7 @@ async def test_sqlite_runs_in_wal_with_foreign_keys_and_busy_timeout(tmp_path: P
         async with engine.connect() as conn:
             assert (await conn.scalar(text("PRAGMA journal_mode"))) == "wal"
             assert (await conn.scalar(text("PRAGMA foreign_keys"))) == 1
-            assert (await conn.scalar(text("PRAGMA busy_timeout"))) == 5000
+            assert (await conn.scalar(text("PRAGMA busy_timeout"))) == 15000
     finally:
         await engine.dispose()
 

@@ -110,7 +110,9 @@ class Settings(BaseSettings):
     db_pool_recycle_seconds: int = Field(default=30, ge=1)
     db_statement_timeout_seconds: float = Field(default=10.0, gt=0)
     db_slow_statement_seconds: float = Field(default=1.0, gt=0)
-    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    # Embedded mode: a write transaction (BEGIN IMMEDIATE) waits this long for another one.
+    # Sign-ins hold it across an Argon2 verify (~130 ms), so bursts queue rather than fail.
+    sqlite_busy_timeout_ms: int = Field(default=15000, ge=0)
     # Resilience (kit/resilience.py): the strategy's 30 s database health check, and breakers
     # that make requests fail fast with 503 while a dependency is down.
     db_health_check_seconds: float = Field(default=30.0, gt=0)
@@ -119,7 +121,6 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(default=0.5, gt=0)
     redis_health_check_seconds: float = Field(default=5.0, gt=0)
     redis_breaker_reset_seconds: float = Field(default=5.0, gt=0)
-
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -216,7 +217,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
-
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
