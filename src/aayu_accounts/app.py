@@ -107,6 +107,7 @@ def create_app(
         await app.state.flag_runtime.start(app.state.db)
         # Identity: hasher (dummy hash made now), throttles, CAPTCHA, session cache listener.
         app.state.identity = await IdentityRuntime.start(settings)
+        app.state.identity.seat_check = billing_wiring.seat_check
         # Nonce memory, rate limits and service-client lookups (Redis when configured).
         api_security_wiring.start(app, settings, app.state.db)
         email_sender.configure(settings)

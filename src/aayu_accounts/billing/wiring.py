@@ -8,8 +8,11 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.billing import runtime, tasks
+from aayu_accounts.billing.entitlement.seats import ensure_seat_available
+from aayu_accounts.billing.entitlement.service import invalidate
 from aayu_accounts.billing.plan.catalog import load_catalog
 from aayu_accounts.billing.plan.service import seed_plans
 from aayu_accounts.billing.revenue.service import metrics_refresher
@@ -59,3 +62,9 @@ async def start(app: FastAPI, settings: Settings) -> None:
     app.state.billing_plans_seeded = await seed_catalog(db, settings)
     install(app, settings)
     app.state.metrics_refreshers.append(metrics_refresher(db))
+
+
+async def seat_check(session: AsyncSession, org_id: str, role: str) -> None:
+    """Identity's seat hook: refuse a clinician beyond the clinic's paid seats (409)."""
+    await ensure_seat_available(session, org_id=org_id, role=role)
+    invalidate(org_id)  # the membership is about to change: entitlement answers too

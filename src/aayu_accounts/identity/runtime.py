@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring import KeyPurpose, get_keyring, keyring_loaded
@@ -28,9 +30,19 @@ from aayu_accounts.identity.throttle import (
     build_throttle_store,
 )
 
+SeatCheck = Callable[[AsyncSession, str, str], Awaitable[None]]
+
+
+async def _no_seat_check(_session: AsyncSession, _org_id: str, _role: str) -> None:
+    return None
+
 
 @dataclass
 class IdentityRuntime:
+    """The identity area's per-process parts. ``seat_check`` is the hook billing plugs into
+    (identity may not import billing): called with (session, org_id, role) before a member
+    joins or becomes a clinician; it raises to refuse. A no-op until the app wires it."""
+
     settings: Settings
     hasher: PasswordHasher
     policy: PasswordPolicy
@@ -40,6 +52,7 @@ class IdentityRuntime:
     captcha: CaptchaVerifier
     sessions: SessionCache
     redis: Any = None
+    seat_check: SeatCheck = field(default=_no_seat_check)
 
     @classmethod
     async def start(cls, settings: Settings) -> IdentityRuntime:

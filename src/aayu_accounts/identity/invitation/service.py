@@ -76,6 +76,7 @@ async def invite(
         membership = await membership_repository.get(session, org.id, existing_user.id)
         if membership is not None and membership.active:
             raise AlreadyMember("This address already belongs to a member of the clinic.")
+    await rt.seat_check(session, org.id, role.value)  # billing refuses a clinician past seats
     now = clock.now()
     await repository.revoke_pending_for(session, org.id, email, now)
     token = new_token()
@@ -171,6 +172,8 @@ async def accept(
         created = True
 
     membership = await membership_repository.get(session, org.id, user.id, for_update=True)
+    if membership is None or not membership.active:
+        await rt.seat_check(session, org.id, invitation.role)  # seats may be gone meanwhile
     if membership is None:
         await membership_repository.add(
             session, Membership(org_id=org.id, user_id=user.id, role=invitation.role)

@@ -96,6 +96,12 @@ async def update_member(
     if losing_owner and await repository.active_owner_count(session, access.org_id) <= 1:
         raise LastOwner("The clinic's last owner can be neither demoted nor deactivated.")
 
+    becomes_role = role.value if role is not None else membership.role
+    gains_a_seat = (active is True and not membership.active) or (
+        membership.active and role is not None and role.value != membership.role
+    )
+    if gains_a_seat:
+        await rt.seat_check(session, access.org_id, becomes_role)
     actor = Actor.user(access.user_id)
     if role is not None and role != membership.role:
         old_role, membership.role = membership.role, role.value
