@@ -1,4 +1,4 @@
-"""Seats: clinician members may not exceed the clinic's paid seats (invite, accept, role, reactivation)."""
+"""Seats: clinicians may not exceed paid seats (invite, accept, role change, reactivation)."""
 
 from __future__ import annotations
 
