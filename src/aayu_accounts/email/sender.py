@@ -17,14 +17,9 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from aayu_accounts.config import Settings, get_settings
+from aayu_accounts.kit.resilience import SMTP, dependency
 
 
 class EmailTransport(Protocol):
@@ -91,25 +86,24 @@ class SmtpSender:
         self.max_wait = max_wait
 
     async def deliver(self, message: EmailMessage) -> bool:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_random_exponential(multiplier=0.2, max=self.max_wait),
-            retry=retry_if_exception(_transient),
-            reraise=True,
+        # Through the SMTP dependency's policy (kit/resilience.py): a timeout per attempt,
+        # tenacity retries of transient failures only, and the shared breaker, so a dead
+        # mail server fails fast and the durable job queue keeps the message for later.
+        await dependency(SMTP).call(
+            lambda: aiosmtplib.send(
+                message,
+                hostname=self.config.hostname,
+                port=self.config.port,
+                username=self.config.username,
+                password=self.config.password,
+                use_tls=self.config.use_tls,
+                start_tls=self.config.start_tls,
+                timeout=self.config.timeout,
+                tls_context=ssl.create_default_context(),
+            ),
+            attempts=self.attempts,
+            retry_if=_transient,
         )
-        async for attempt in retrying:
-            with attempt:
-                await aiosmtplib.send(
-                    message,
-                    hostname=self.config.hostname,
-                    port=self.config.port,
-                    username=self.config.username,
-                    password=self.config.password,
-                    use_tls=self.config.use_tls,
-                    start_tls=self.config.start_tls,
-                    timeout=self.config.timeout,
-                    tls_context=ssl.create_default_context(),
-                )
         return True
 
 
