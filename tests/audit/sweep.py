@@ -42,6 +42,7 @@ SECRET_KEYS = frozenset(
 _NOT_CONTENT = frozenset({"id", "hash", "prev_hash", "leaf"})
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MIN_SECRET_LENGTH = 6
+IDENTIFIER = re.compile(r"[a-z]+(?:[_.][a-z]+)*")
 
 
 class Sweep:
@@ -61,7 +62,13 @@ class Sweep:
         counts[1] += 1 if events else 0
 
     def add_secret(self, value: Any) -> None:
-        if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
+        # Lowercase snake_case words are identifiers (error codes, event types such as
+        # "payment_failed" sent in a field named "code"), never the secrets tests use.
+        if (
+            isinstance(value, str)
+            and len(value) >= MIN_SECRET_LENGTH
+            and not IDENTIFIER.fullmatch(value)
+        ):
             self.secrets.add(value)
         elif isinstance(value, list):
             for item in value:

@@ -105,6 +105,15 @@ async def receive(session: AsyncSession, event: dict[str, Any]) -> bool:
     )
     if stored:
         await enqueue(session, PROCESS_JOB, {"event_id": event["id"]})
+        # Receipt is audited here, its effects by the job that applies them.
+        await record(
+            session,
+            AuditAction.WEBHOOK_RECEIVED,
+            actor=Actor.service("stripe"),
+            target_type="stripe_event",
+            target_id=str(event["id"]),
+            details={"type": str(event.get("type", ""))[:100]},
+        )
     return stored
 
 
