@@ -22,8 +22,8 @@ from aayu_accounts.identity.user import service as user_service
 app = typer.Typer(help="Demo data for local runs.", no_args_is_help=True)
 
 DEMO_CLINIC = "Aayu Demo Clinic"
-DEMO_OWNER = "owner@demo.aayuwell.local"
-DEMO_ADMIN = "admin@demo.aayuwell.local"
+DEMO_OWNER = "owner@demo.aayuwell.com"
+DEMO_ADMIN = "admin@demo.aayuwell.com"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from aayu_accounts.identity.schemas import LoginIn
+
 
 def run_cli(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {
@@ -65,9 +67,16 @@ def test_admin_create_and_demo_init(tmp_path: Path) -> None:
 
     first = run_cli("demo", "init", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "owner@demo.aayuwell.local" in first.stdout
-    assert "admin@demo.aayuwell.local" in first.stdout
+    assert "owner@demo.aayuwell.com" in first.stdout
+    assert "admin@demo.aayuwell.com" in first.stdout
     assert first.stdout.count("password:") == 2
+    # The printed credentials are accepted by the sign-in schema (a reserved domain such as
+    # .local is not, and a newcomer could not sign in with them).
+    for line in first.stdout.splitlines():
+        if "password:" in line:
+            email = line.split(":", 1)[1].split()[0]
+            password = line.rsplit("password:", 1)[1].strip()
+            LoginIn(email=email, password=password)
     second = run_cli("demo", "init", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "demo data exists" in second.stdout
