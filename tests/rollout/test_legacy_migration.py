@@ -9,7 +9,13 @@ import pytest
 from sqlalchemy import select
 
 from aayu_accounts.audit.service import Actor
+from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
+from aayu_accounts.identity.auth_session.service import (
+    ACTION_ACCEPT_POLICIES,
+    ACTION_MFA_ENROLLMENT,
+    required_actions,
+)
 from aayu_accounts.identity.password.hasher import PasswordHasher
 from aayu_accounts.identity.user import repository as user_repository
 from aayu_accounts.models.legacy_user_link import LegacyUserLink
@@ -72,6 +78,11 @@ async def test_migrates_each_user_once_with_argon2(
         assert user.email_verified_at is not None
         assert user.password_hash.startswith("$argon2id$")
         assert await hasher.verify(user.password_hash, "scribe-2024")
+        assert user.mfa_enrollment_required is True
+        assert await required_actions(session, Settings(), user) == (
+            ACTION_MFA_ENROLLMENT,
+            ACTION_ACCEPT_POLICIES,
+        )
         links = (await session.scalars(select(LegacyUserLink))).all()
     assert len(links) == 1
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from aayu_accounts.crypto.field_encryption import (
@@ -33,6 +33,11 @@ class User(IdMixin, TimestampMixin, Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     mfa_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set for accounts that must enroll MFA whatever their clinics require (v2.5 users
+    # migrated from the hardcoded credential list): enrollment comes before anything else.
+    mfa_enrollment_required: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     # The last accepted TOTP time step: a code at or before it is a replay.
     totp_last_step: Mapped[int | None] = mapped_column(Integer)
     terms_version: Mapped[str | None] = mapped_column(String(40))

@@ -78,8 +78,9 @@ async def required_actions(
     session: AsyncSession, settings: Settings, user: User
 ) -> tuple[str, ...]:
     actions: list[str] = []
-    if not user.mfa_enabled and await membership_repository.requires_mfa_enrollment(
-        session, user.id
+    if not user.mfa_enabled and (
+        user.mfa_enrollment_required
+        or await membership_repository.requires_mfa_enrollment(session, user.id)
     ):
         actions.append(ACTION_MFA_ENROLLMENT)
     if user.terms_version != settings.terms_version or (

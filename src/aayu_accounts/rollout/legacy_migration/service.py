@@ -113,6 +113,8 @@ async def migrate_one(
     )
     user.password_changed_at = now
     user.email_verified_at = now
+    # v2.5 had no second factor: a migrated account enrolls MFA before anything else.
+    user.mfa_enrollment_required = True
     await user_repository.add(session, user)
     session.add(LegacyUserLink(legacy_subject=entry.subject, user_id=user.id, migrated_at=now))
     await session.flush()
