@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from aayu_accounts.models.audit_event import AuditEvent
 
@@ -17,7 +17,7 @@ class ExportFormat(StrEnum):
 
 
 class AuditEventOut(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
 
     id: str
     sequence: int
@@ -36,26 +36,15 @@ class AuditEventOut(BaseModel):
     hash: str
     prev_hash: str
 
+    @field_validator("details", mode="before")
+    @classmethod
+    def _no_details_is_empty(cls, value: object) -> object:
+        return value or {}
+
     @classmethod
     def of(cls, event: AuditEvent) -> AuditEventOut:
-        return cls(
-            id=event.id,
-            sequence=event.sequence,
-            occurred_at=event.occurred_at,
-            actor_kind=event.actor_kind,
-            actor_id=event.actor_id,
-            org_id=event.org_id,
-            action=event.action,
-            target_type=event.target_type,
-            target_id=event.target_id,
-            outcome=event.outcome,
-            ip=event.ip,
-            user_agent=event.user_agent,
-            request_id=event.request_id,
-            details=event.details or {},
-            hash=event.hash,
-            prev_hash=event.prev_hash,
-        )
+        # The row's attributes carry the same names: no field-by-field copy to keep in step.
+        return cls.model_validate(event)
 
 
 class AuditEventPage(BaseModel):
