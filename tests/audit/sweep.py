@@ -110,13 +110,27 @@ class Sweep:
 SWEEP = Sweep()
 
 
+def _text_values(value: Any) -> Iterable[str]:
+    # Only text can carry a secret. Times and numbers are left out: a timestamp's microseconds
+    # are six digits, and would match a TOTP code used in the same second by chance.
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _text_values(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _text_values(item)
+
+
 def _content(parameters: Any) -> Iterable[str]:
     rows = parameters if isinstance(parameters, list | tuple) else [parameters]
     for row in rows:
         if isinstance(row, dict):
-            yield repr({k: v for k, v in row.items() if k not in _NOT_CONTENT})
+            content = [value for key, value in row.items() if key not in _NOT_CONTENT]
+            yield repr(list(_text_values(content)))
         else:
-            yield repr(row)
+            yield repr(list(_text_values(row)))
 
 
 @event.listens_for(Engine, "before_cursor_execute")

@@ -56,6 +56,21 @@ def test_the_sweep_finds_a_leak_and_only_whole_tokens() -> None:
     assert [prefix for prefix, _ in sweep.leaks()] == ["Vq…"]
 
 
+def test_the_sweep_reads_text_not_timestamps() -> None:
+    """A timestamp's microseconds are six digits: a TOTP code in the same second is no leak."""
+    from datetime import UTC, datetime
+
+    from tests.audit.sweep import Sweep, _content
+
+    sweep = Sweep()
+    sweep.add_json(b'{"code": "861234"}')
+    at = datetime(2026, 11, 28, 22, 18, 34, 861234, tzinfo=UTC)
+    sweep.audit_rows.extend(_content({"occurred_at": at, "sequence": 861234, "action": "x"}))
+    assert sweep.leaks() == []
+    sweep.audit_rows.extend(_content([{"details": {"note": "code 861234"}}]))
+    assert [prefix for prefix, _ in sweep.leaks()] == ["86…"]
+
+
 # Routes that take POST but change nothing worth an event (queries with a body), or whose
 # writes are data rather than actions. Each needs its reason.
 NOT_AUDITED = {
