@@ -45,9 +45,9 @@ typecheck: $(DEV_STAMP)
 pytest: $(DEV_STAMP)
 	$(BIN)/pytest
 
-## make test-long: the slow suites that do not fit CI's time budget
+## make test-long: the slow suites that do not fit CI's time budget (tests marked `long`)
 test-long: $(DEV_STAMP)
-	AAYU_LONG_TESTS=1 $(BIN)/pytest -m long
+	$(BIN)/pytest -m long
 
 ## make bench: benchmarks, each printing one table of ratios against an in-run baseline
 bench: $(DEV_STAMP)
