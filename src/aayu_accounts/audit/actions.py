@@ -94,6 +94,9 @@ class AuditAction(StrEnum):
     DUNNING_RESTRICTED = "billing:dunning:restricted"
     DUNNING_RECOVERED = "billing:dunning:recovered"
     PLANS_SEEDED = "billing:plans:seeded"
+    PORTAL_SESSION_CREATED = "billing:portal_session:created"
+    CHECKOUT_SESSION_CREATED = "billing:checkout_session:created"
+    CHECKOUT_COMPLETED = "billing:checkout:completed"
 
     @property
     def area(self) -> str:
