@@ -13,10 +13,12 @@ import uvicorn
 
 from aayu_accounts.app import create_app
 from aayu_accounts.cli.common import run_with_db, settings
+from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring.runtime import start_keyring
 from aayu_accounts.db import Database
 from aayu_accounts.email import sender as email_sender
 from aayu_accounts.jobs import LeaderElector, Scheduler, Worker
+from aayu_accounts.observability.alert import wiring as observability_wiring
 from aayu_accounts.rollout import wiring as rollout_wiring
 
 
@@ -73,21 +75,29 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        job_worker = Worker(db, poll_seconds=current.job_poll_seconds)
-        db.on_jobs_committed(job_worker.wake)
-        scheduler = Scheduler(LeaderElector(db, lease_seconds=current.leader_lease_seconds))
-        # The server's leader duties (alert rules, flag schedule, audit checkpoints, ...) and,
-        # by importing every area, its job handlers: building the app registers both.
-        for register in create_app(current).state.periodic_registrations:
-            register(scheduler, current)
-        # Jobs read and write encrypted fields: load the keyring (refreshed like the server's).
-        keys = await start_keyring(current, db)
-        email_sender.configure(current)
-        try:
-            # The rollout's duties need a started flag runtime of their own in this process.
-            async with rollout_wiring.worker_duties(current, db, scheduler):
-                await asyncio.gather(job_worker.run_forever(stop), scheduler.run_forever(stop))
-        finally:
-            await keys.stop()
+        await run_worker(current, db, stop)
 
     run_with_db(work)
+
+
+async def run_worker(current: Settings, db: Database, stop: asyncio.Event) -> None:
+    """What ``aayu-accounts worker`` runs until ``stop`` is set."""
+    job_worker = Worker(db, poll_seconds=current.job_poll_seconds)
+    db.on_jobs_committed(job_worker.wake)
+    scheduler = Scheduler(LeaderElector(db, lease_seconds=current.leader_lease_seconds))
+    # The server's leader duties (alert rules, flag schedule, audit checkpoints, ...) and,
+    # by importing every area, its job handlers: building the app registers both.
+    for register in create_app(current).state.periodic_registrations:
+        register(scheduler, current)
+    # Like the server: the database breaker, breaker alerts and the health monitor.
+    observability = await observability_wiring.start_for(db, current)
+    # Jobs read and write encrypted fields: load the keyring (refreshed like the server's).
+    keys = await start_keyring(current, db)
+    email_sender.configure(current)
+    try:
+        # The rollout's duties need a started flag runtime of their own in this process.
+        async with rollout_wiring.worker_duties(current, db, scheduler):
+            await asyncio.gather(job_worker.run_forever(stop), scheduler.run_forever(stop))
+    finally:
+        await keys.stop()
+        await observability_wiring.stop(observability)

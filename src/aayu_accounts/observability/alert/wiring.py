@@ -124,7 +124,12 @@ def install(app: FastAPI, settings: Settings) -> None:
 
 
 async def start(app: FastAPI, settings: Settings) -> ObservabilityRuntime:
-    db: Database = app.state.db
+    return await start_for(app.state.db, settings)
+
+
+async def start_for(db: Database, settings: Settings) -> ObservabilityRuntime:
+    """The per-process part: database breaker guard, breaker alerts and the health monitor.
+    Every process that touches the database runs it (the server, and ``aayu-accounts worker``)."""
     database = resilience.dependency(resilience.DATABASE)
     # A process starts with its breakers closed; so does an app built anew in the same one.
     database.reset()

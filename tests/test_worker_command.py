@@ -1,0 +1,33 @@
+"""``aayu-accounts worker`` runs what the server runs besides HTTP: jobs, leader duties and the
+per-process health monitor (an operator watching a worker-only host still sees the database)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from aayu_accounts import migrate
+from aayu_accounts.cli.serve_cli import run_worker
+from aayu_accounts.db import Database, create_engine
+from aayu_accounts.observability import metrics
+from tests.fixtures.database import make_settings
+
+
+async def test_the_worker_runs_the_health_monitor(tmp_path: Path) -> None:
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'worker.db'}", tmp_path)
+    engine = create_engine(settings)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    db = Database.from_settings(settings)
+    metrics.DB_UP.set(0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, db, stop))
+    try:
+        async with asyncio.timeout(20):
+            while metrics.DB_UP._value.get() != 1:  # the gauge the monitor sets after a ping
+                assert not task.done(), task.exception()
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+        await db.dispose()
