@@ -15,6 +15,7 @@ from aayu_accounts.audit.schemas import ExportFormat
 from aayu_accounts.audit.service import (
     CSV_COLUMNS,
     EventQuery,
+    activity,
     list_org_events,
     list_platform_events,
     start_export,
@@ -173,3 +174,36 @@ async def test_exports_are_limited_per_user_per_day(
     await _export(trail_db, Actor.user("auditor-2"), ExportFormat.JSONL, limit=3)
     frozen_clock.advance(timedelta(days=1))
     await _export(trail_db, auditor, ExportFormat.JSONL, limit=3)
+
+
+async def test_outcome_filter_and_activity_counts(
+    trail_db: Database, frozen_clock: FrozenClock
+) -> None:
+    start = frozen_clock.now()
+    await _seed_two_clinics(trail_db, frozen_clock)
+    async with trail_db.session_scope() as session:
+        await record(
+            session,
+            AuditAction.LOGIN_FAILED,
+            actor=Actor.user("dave"),
+            org_id="org-a",
+            outcome="failure",
+        )
+    assert await _list(trail_db, "org-a", EventQuery(outcome="failure")) == [
+        "identity:login:failed|dave"
+    ]
+    assert len(await _list(trail_db, "org-a", EventQuery(outcome="success"))) == 5
+    async with trail_db.session_scope(write=False) as session:
+        # Sign-ins at minutes 1, 3 (org-b) and 5; three slices of [0, 6) minutes.
+        counts = await activity(
+            session,
+            AuditAction.LOGIN_SUCCEEDED,
+            since=start,
+            until=start + timedelta(minutes=6),
+            buckets=3,
+        )
+        assert counts == [1, 1, 1]
+        with pytest.raises(InvalidTimeRange):
+            await activity(
+                session, AuditAction.LOGIN_SUCCEEDED, since=start, until=start, buckets=3
+            )

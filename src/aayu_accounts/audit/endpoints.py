@@ -8,7 +8,7 @@ non-member gets 404, never 403); the service applies the org scope, the limits a
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -40,6 +40,9 @@ Since = Annotated[datetime | None, Query(description="RFC 3339, inclusive")]
 Until = Annotated[datetime | None, Query(description="RFC 3339, exclusive")]
 Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of a page")]
 Limit = Annotated[int, Query(ge=1, le=200)]
+OutcomeFilter = Annotated[
+    Literal["success", "failure", "denied", "error"] | None, Query(description="the outcome")
+]
 
 MEDIA_TYPES = {ExportFormat.JSONL: "application/x-ndjson", ExportFormat.CSV: "text/csv"}
 
@@ -52,9 +55,15 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 
 def _query(
-    action: AuditAction | None, actor_id: str | None, since: datetime | None, until: datetime | None
+    action: AuditAction | None,
+    actor_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    outcome: str | None = None,
 ) -> EventQuery:
-    return EventQuery(action=action, actor_id=actor_id, since=_utc(since), until=_utc(until))
+    return EventQuery(
+        action=action, actor_id=actor_id, since=_utc(since), until=_utc(until), outcome=outcome
+    )
 
 
 @router.get(
@@ -71,11 +80,12 @@ async def list_audit_events(  # noqa: PLR0917 - FastAPI maps each query paramete
     until: Until = None,
     cursor: Cursor = None,
     limit: Limit = 50,
+    outcome: OutcomeFilter = None,
 ) -> AuditEventPage:
     return await list_org_events(
         session,
         access.org_id,
-        _query(action, actor_id, since, until),
+        _query(action, actor_id, since, until, outcome),
         cursor=cursor,
         limit=limit,
     )
@@ -100,13 +110,14 @@ async def export_audit_events(  # noqa: PLR0917 - FastAPI maps each query parame
     actor_id: ActorFilter = None,
     since: Since = None,
     until: Until = None,
+    outcome: OutcomeFilter = None,
 ) -> StreamingResponse:
     settings: Settings = request.app.state.settings
     ticket = await start_export(
         session,
         actor=Actor.user(access.user_id),
         org_id=access.org_id,
-        query=_query(action, actor_id, since, until),
+        query=_query(action, actor_id, since, until, outcome),
         export_format=export_format,
         exports_per_day=settings.audit_exports_per_day,
     )
@@ -135,10 +146,11 @@ async def list_platform_audit_events(  # noqa: PLR0917 - FastAPI maps each query
     until: Until = None,
     cursor: Cursor = None,
     limit: Limit = 50,
+    outcome: OutcomeFilter = None,
 ) -> AuditEventPage:
     return await list_platform_events(
         session,
-        _query(action, actor_id, since, until),
+        _query(action, actor_id, since, until, outcome),
         org_id=org_id,
         cursor=cursor,
         limit=limit,

@@ -142,6 +142,7 @@ class EventFilter:
     actor_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    outcome: str | None = None
     before_sequence: int | None = None  # the cursor: newest first, strictly older than this
 
 
@@ -157,9 +158,23 @@ def _filtered(criteria: EventFilter) -> Select[AuditEvent]:
         query = query.where(AuditEvent.occurred_at >= criteria.since)
     if criteria.until is not None:
         query = query.where(AuditEvent.occurred_at < criteria.until)
+    if criteria.outcome is not None:
+        query = query.where(AuditEvent.outcome == criteria.outcome)
     if criteria.before_sequence is not None:
         query = query.where(AuditEvent.sequence < criteria.before_sequence)
     return query
+
+
+async def occurrence_times(
+    session: AsyncSession, *, action: str, since: datetime, until: datetime
+) -> Sequence[datetime]:
+    """When each ``action`` event in [since, until) occurred (every clinic): one column only."""
+    query = select(AuditEvent.occurred_at).where(
+        AuditEvent.action == action,
+        AuditEvent.occurred_at >= since,
+        AuditEvent.occurred_at < until,
+    )
+    return (await session.scalars(query)).all()
 
 
 async def list_events(

@@ -166,6 +166,7 @@ class EventQuery:
     actor_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    outcome: str | None = None  # one of OUTCOMES
 
     def __post_init__(self) -> None:
         if self.since and self.until and self.since >= self.until:
@@ -194,6 +195,7 @@ def _criteria(org_id: str | None, query: EventQuery, cursor: str | None) -> Even
         actor_id=query.actor_id,
         since=query.since,
         until=query.until,
+        outcome=query.outcome,
         before_sequence=decode_cursor(cursor) if cursor else None,
     )
 
@@ -231,6 +233,23 @@ async def list_platform_events(
     """Events across every clinic (and platform-level ones), for platform administrators only;
     the caller has checked that the actor is one."""
     return await _page(session, _criteria(org_id, query, cursor), limit)
+
+
+async def activity(
+    session: AsyncSession, action: AuditAction, *, since: datetime, until: datetime, buckets: int
+) -> list[int]:
+    """How many ``action`` events (every clinic) fell in each of ``buckets`` equal slices of
+    [since, until), oldest first: the operations console's charts (sign-ins per hour). Reads
+    only the timestamps; for platform administrators, as :func:`list_platform_events`."""
+    if buckets < 1 or since >= until:
+        raise InvalidTimeRange("'since' must be before 'until'")
+    width = (until - since) / buckets
+    counts = [0] * buckets
+    for moment in await repository.occurrence_times(
+        session, action=action.value, since=since, until=until
+    ):
+        counts[min(int((moment - since) / width), buckets - 1)] += 1
+    return counts
 
 
 # -- exporting -------------------------------------------------------------------------------
@@ -290,6 +309,7 @@ async def start_export(
                 "actor_id": query.actor_id,
                 "since": query.since,
                 "until": query.until,
+                "outcome": query.outcome,
             },
         },
     )
