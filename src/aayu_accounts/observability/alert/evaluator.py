@@ -108,6 +108,7 @@ class Evaluator:
     last_summary_day: date | None = None
 
     def __post_init__(self) -> None:
+        _latest[:] = [self]
         self.rules = tuple(
             replace(r, threshold=float(self.settings.alert_failed_logins_per_minute))
             if r.key == "auth.failed_login_spike"
@@ -228,6 +229,15 @@ class Evaluator:
             f"data exports {count('aayu_data_exports_total')}, "
             f"new-path requests {count('aayu_rollout_requests_total', _new_path)}"
         )
+
+
+# The newest evaluator built in this process: the operations console charts its history
+# (the only time series the service keeps; on a separate worker the server has none).
+_latest: list[Evaluator] = []
+
+
+def latest() -> Evaluator | None:
+    return _latest[-1] if _latest else None
 
 
 def _failed(labels: dict[str, str]) -> bool:
