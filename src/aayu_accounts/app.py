@@ -81,7 +81,7 @@ def _job_queue_refresher(db: Database) -> Callable[[], Awaitable[None]]:
     return refresh
 
 
-def create_app(
+def create_app(  # noqa: PLR0915 - the composition root: every area's start, stop and middleware
     settings: Settings | None = None,
     *,
     database: Database | None = None,
@@ -126,6 +126,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, timeout=5)
             await app.state.flag_runtime.stop()
+            await billing_wiring.stop(app)
             await api_security_wiring.stop(app)
             await app.state.identity.close()
             await app.state.keyring_runtime.stop()
@@ -156,6 +157,8 @@ def create_app(
     # (the early 413 included) carries its request id. API security adds, inside it: the
     # security headers, the body-size limit, then CORS, limits, CSRF and signatures.
     api_security_wiring.install(app, settings)
+    # Each request sees this instance's entitlement cache (billing/entitlement/cache.py).
+    app.add_middleware(billing_wiring.EntitlementCacheMiddleware)
     app.add_middleware(
         RequestContextMiddleware,
         trusted_proxies=parse_networks(settings.trusted_proxies),

@@ -49,6 +49,11 @@ async def _notify(session: AsyncSession, sub: Subscription, template: str, **con
     return sent
 
 
+# For the other billing emails (trial ending) sent to the same people in the same way.
+money = _money
+notify_billing_members = _notify
+
+
 async def on_status_change(
     session: AsyncSession,
     sub: Subscription,

@@ -11,15 +11,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, status
 
 from aayu_accounts.audit.service import Actor
+from aayu_accounts.billing.checkout import service as checkout_service
 from aayu_accounts.billing.invoice import service as invoice_service
 from aayu_accounts.billing.payment_provider.base import PaymentProvider
 from aayu_accounts.billing.payment_provider.factory import get_provider
 from aayu_accounts.billing.plan import service as plan_service
 from aayu_accounts.billing.schemas import (
+    CheckoutSessionIn,
+    HostedSessionOut,
     InvoiceOut,
     MetricUsageOut,
     PlanEntitlementsOut,
     PlanOut,
+    PortalSessionIn,
     PreviewIn,
     PreviewLineOut,
     PreviewOut,
@@ -198,6 +202,56 @@ async def get_usage(access: UsageAccess, session: ReadSession) -> UsageOut:
             for name, m in summary.metrics.items()
         },
     )
+
+
+@router.post(
+    "/orgs/{org_id}/billing/portal-session",
+    response_model=HostedSessionOut,
+    responses=_problems(403, 404, 409, 422, 503),
+)
+async def create_portal_session(
+    body: PortalSessionIn, access: ManageAccess, session: WriteSession, provider: Provider
+) -> HostedSessionOut:
+    """A Stripe customer portal session for the clinic (invoices, cards, cancel). 404
+    ``no_subscription`` without a Stripe customer; 409 ``not_supported_by_provider`` with the
+    ``local`` provider; 422 ``invalid_return_url`` off this service's public URL."""
+    url = await checkout_service.create_portal_session(
+        session,
+        provider,
+        actor=Actor.user(access.user_id),
+        role=access.role,
+        org_id=access.org_id,
+        return_url=body.return_url,
+    )
+    return HostedSessionOut(url=url)
+
+
+@router.post(
+    "/orgs/{org_id}/billing/checkout-session",
+    response_model=HostedSessionOut,
+    responses=_problems(403, 404, 409, 422, 503),
+)
+async def create_checkout_session(
+    body: CheckoutSessionIn, access: ManageAccess, session: WriteSession, provider: Provider
+) -> HostedSessionOut:
+    """A Stripe Checkout session: ``subscription`` mode subscribes (409 ``subscription_exists``
+    with a live subscription), ``setup`` mode saves a payment method (404 ``no_subscription``
+    without a Stripe customer). The result arrives by webhook (``checkout.session.completed``).
+    409 ``not_supported_by_provider`` with the ``local`` provider."""
+    started = await checkout_service.create_checkout_session(
+        session,
+        provider,
+        actor=Actor.user(access.user_id),
+        role=access.role,
+        org_id=access.org_id,
+        mode=body.mode,
+        plan_id=body.plan_id,
+        seats=body.seats,
+        trial=body.trial,
+        success_url=body.success_url,
+        cancel_url=body.cancel_url,
+    )
+    return HostedSessionOut(url=started.url)
 
 
 @router.post("/webhooks/stripe", response_model=WebhookAckOut, responses=_problems(400))

@@ -69,3 +69,15 @@ class UnknownOrganization(AppError):
     status = 404
     code = "not_found"
     title = "Not found"
+
+
+class NotSupportedByProvider(AppError):
+    status = 409
+    code = "not_supported_by_provider"
+    title = "The configured payment provider has no such page"
+
+
+class InvalidReturnUrl(AppError):
+    status = 422
+    code = "invalid_return_url"
+    title = "Return addresses must be on this service's public URL"

@@ -112,3 +112,31 @@ class UsageOut(_Out):
 class WebhookAckOut(_Out):
     received: bool
     duplicate: bool
+
+
+class PortalSessionIn(_In):
+    return_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Where Stripe's portal sends the customer back; on this service's public "
+        "URL (default: the clinic's billing page)",
+    )
+
+
+class CheckoutSessionIn(_In):
+    mode: Literal["subscription", "setup"] | None = Field(
+        default=None,
+        description="`subscription` to subscribe, `setup` to add a payment method; default: "
+        "subscription when the clinic has no live subscription, else setup",
+    )
+    plan_id: str | None = Field(default=None, max_length=64)
+    seats: int | None = Field(default=None, ge=1, le=10_000)
+    trial: bool = Field(
+        default=True, description="Start with the plan's trial (first subscription only)"
+    )
+    success_url: str | None = Field(default=None, max_length=2000)
+    cancel_url: str | None = Field(default=None, max_length=2000)
+
+
+class HostedSessionOut(_Out):
+    url: str = Field(description="Stripe's hosted page; send the browser there (303)")

@@ -1,18 +1,52 @@
-"""The per-process entitlement cache: one snapshot of an org's billing state per org.
+"""The entitlement cache: one snapshot of an org's billing state per org, per instance.
 
 A note is checked on every write, so the check must not query the database each time. A
-snapshot is loaded once, kept ``entitlement_cache_seconds``, dropped at once when this process
-commits a billing change for the org, and its usage counter is advanced after each committed
-usage event. Other instances' changes are seen within the cache lifetime.
+snapshot is loaded once and kept ``entitlement_cache_seconds``; a billing change for the org
+(subscription, plan, seats, status, members) drops it at once everywhere:
+
+* :meth:`EntitlementCache.mark` drops it from this instance at once and again after the
+  transaction commits (so a request racing the transaction cannot re-cache the old state);
+  a rollback publishes nothing (DESIGN rule 3);
+* after the commit the org id is published on Redis (``{prefix}billing:entitlement-invalidate``)
+  and every instance listening drops its snapshot, the same fan-out as the session cache's
+  (``identity/auth_session/cache.py``). A process without a listener of its own (the
+  ``aayu-accounts worker``, a CLI command) publishes through a short-lived connection;
+* without Redis (embedded mode: one process) the in-process drop is all there is;
+* the lifetime still bounds staleness when Redis loses a message (pub/sub does not replay to a
+  subscriber that was reconnecting).
+
+Usage is not published: each instance advances its own counter after each usage event it
+commits, and sees other instances' usage when its snapshot expires (quota overshoot is
+bounded by the lifetime).
+
+Which cache: each app instance has its own (``app.state.entitlement_cache``), bound to its
+requests and background tasks through a context variable (:func:`bind`); code running outside
+an app (CLI, worker jobs, tests calling services) uses the process's default :data:`cache`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aayu_accounts.billing import runtime
+from aayu_accounts.billing.hooks import after_commit
 from aayu_accounts.kit import clock
+from aayu_accounts.kit.redis_client import create_redis
+
+log = structlog.get_logger(__name__)
+
+CHANNEL_SUFFIX = "billing:entitlement-invalidate"
 
 
 @dataclass
@@ -34,9 +68,19 @@ class OrgSnapshot:
 
 
 class EntitlementCache:
-    def __init__(self) -> None:
+    def __init__(self, redis: Any = None, channel: str | None = None) -> None:
         self._entries: dict[str, OrgSnapshot] = {}
         self._lock = threading.Lock()
+        self._redis = redis
+        self._channel = channel
+        self._listener: asyncio.Task[None] | None = None
+        self._publishes: set[asyncio.Task[Any]] = set()
+
+    @property
+    def redis(self) -> Any:
+        return self._redis
+
+    # --- lookups -------------------------------------------------------------------
 
     def get(self, org_id: str, max_age: float) -> OrgSnapshot | None:
         entry = self._entries.get(org_id)
@@ -63,5 +107,131 @@ class EntitlementCache:
             if entry.period_start <= occurred_at < entry.period_end:
                 entry.notes_used += quantity
 
+    # --- invalidation across instances ---------------------------------------------
+
+    def mark(self, session: AsyncSession, org_id: str) -> None:
+        """Drop ``org_id`` now, and again here and on every instance once ``session``
+        commits (nothing is published when it rolls back)."""
+        self.invalidate(org_id)
+        after_commit(
+            session, lambda: self.committed(org_id), once_key=("entitlements", id(self), org_id)
+        )
+
+    def committed(self, org_id: str) -> None:
+        """After a commit that changed ``org_id``'s billing: drop it here, tell the others."""
+        self.invalidate(org_id)
+        channel = self._channel or _default_channel()
+        if channel is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self._publish(channel, org_id))
+        self._publishes.add(task)
+        task.add_done_callback(self._publishes.discard)
+
+    async def _publish(self, channel: str, org_id: str) -> None:
+        message = json.dumps({"orgs": [org_id]})
+        try:
+            if self._redis is not None:
+                await self._redis.publish(channel, message)
+                return
+            # No connection of our own (worker, CLI): a short-lived one, closed at once.
+            client = create_redis(runtime.current().settings)
+            if client is None:
+                return
+            async with client:
+                await client.publish(channel, message)
+        except Exception:
+            # Other instances fall back on the cache lifetime; the change itself is committed.
+            log.warning("entitlement_cache.publish_failed")
+
+    def apply(self, raw: str | bytes) -> None:
+        """An invalidation received from another instance."""
+        data = json.loads(raw)
+        if data.get("all"):
+            self.clear()
+            return
+        for org_id in data.get("orgs", []):
+            self.invalidate(str(org_id))
+
+    async def start(self) -> None:
+        """Listen for other instances' invalidations (with Redis configured)."""
+        if self._redis is None or self._channel is None or self._listener is not None:
+            return
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+        except Exception:
+            # Redis down at start-up must not stop the instance: the listener keeps trying.
+            log.warning("entitlement_cache.subscription_failed")
+        self._listener = asyncio.create_task(self._listen(pubsub), name="aayu-entitlement-cache")
+
+    async def _listen(self, pubsub: Any) -> None:
+        try:
+            while True:
+                try:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+                except Exception:
+                    # Messages may have been lost while disconnected: drop everything.
+                    log.warning("entitlement_cache.subscription_failed")
+                    self.clear()
+                    await asyncio.sleep(1)
+                    with contextlib.suppress(Exception):
+                        await pubsub.subscribe(self._channel)
+                    continue
+                if message and message.get("type") == "message":
+                    with contextlib.suppress(ValueError, TypeError, AttributeError):
+                        self.apply(message["data"])
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait for the publications in flight (shutdown, tests)."""
+        if self._publishes:
+            await asyncio.gather(*self._publishes, return_exceptions=True)
+
+
+def _default_channel() -> str | None:
+    """The channel a process without a listener publishes on, when Redis is configured."""
+    settings = runtime.current().settings
+    if not settings.redis_url:
+        return None
+    return f"{settings.redis_prefix}{CHANNEL_SUFFIX}"
+
 
 cache = EntitlementCache()
+"""The process's default cache (code outside an app instance)."""
+
+_bound: contextvars.ContextVar[EntitlementCache | None] = contextvars.ContextVar(
+    "aayu_entitlement_cache", default=None
+)
+
+
+def current() -> EntitlementCache:
+    """The cache of the app instance serving this request or task, else the default."""
+    return _bound.get() or cache
+
+
+@contextlib.contextmanager
+def bind(bound: EntitlementCache) -> Iterator[None]:
+    token = _bound.set(bound)
+    try:
+        yield
+    finally:
+        _bound.reset(token)
+
+
+def bind_for_task(bound: EntitlementCache) -> None:
+    """Bind for the rest of the current task and the tasks it starts (app start-up)."""
+    _bound.set(bound)

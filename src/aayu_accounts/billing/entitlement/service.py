@@ -24,7 +24,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.billing import runtime
-from aayu_accounts.billing.entitlement.cache import OrgSnapshot, cache
+from aayu_accounts.billing.entitlement.cache import OrgSnapshot, current
 from aayu_accounts.billing.plan import repository as plans
 from aayu_accounts.billing.subscription import repository as subscriptions
 from aayu_accounts.billing.subscription.repository import SEATED_ROLES
@@ -89,10 +89,11 @@ async def load_snapshot(session: AsyncSession, org_id: str) -> OrgSnapshot:
 
 
 async def snapshot_for(session: AsyncSession, org_id: str) -> OrgSnapshot:
-    found = cache.get(org_id, runtime.current().cache_seconds)
+    entitlements = current()
+    found = entitlements.get(org_id, runtime.current().cache_seconds)
     if found is None:
         found = await load_snapshot(session, org_id)
-        cache.put(found)
+        entitlements.put(found)
     return found
 
 
@@ -135,4 +136,10 @@ async def check_entitlement(
 
 
 def invalidate(org_id: str) -> None:
-    cache.invalidate(org_id)
+    """Drop ``org_id``'s snapshot in this instance only (see :func:`invalidate_on_commit`)."""
+    current().invalidate(org_id)
+
+
+def invalidate_on_commit(session: AsyncSession, org_id: str) -> None:
+    """Drop ``org_id``'s snapshot now and, once ``session`` commits, on every instance."""
+    current().mark(session, org_id)

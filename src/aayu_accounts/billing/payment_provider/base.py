@@ -67,6 +67,34 @@ class ProviderUnavailableError(Exception):
     """Network error, 5xx or an open circuit: the operation may be retried later."""
 
 
+class NotSupportedByProvider(Exception):
+    """The provider has no such feature (the ``local`` simulation has no hosted pages)."""
+
+    def __init__(self, feature: str) -> None:
+        self.feature = feature
+        super().__init__(feature)
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    """A hosted Checkout page for a clinic.
+
+    ``mode="subscription"``: subscribe to ``price`` with ``seats`` (``customer_id`` when the
+    clinic already has a Stripe customer, else Checkout creates one); ``mode="setup"``: save a
+    payment method for ``customer_id``. ``org_id`` travels in the metadata, so the
+    ``checkout.session.completed`` webhook links the result to the clinic.
+    """
+
+    org_id: str
+    mode: str
+    success_url: str
+    cancel_url: str
+    customer_id: str | None = None
+    price: PriceSpec | None = None
+    seats: int = 1
+    trial_days: int = 0
+
+
 class PaymentProvider(Protocol):
     name: str
 
@@ -108,3 +136,16 @@ class PaymentProvider(Protocol):
     async def fetch_subscription(
         self, provider_subscription_id: str
     ) -> SubscriptionState | None: ...
+
+    async def create_portal_session(self, *, customer_id: str, return_url: str, op_id: str) -> str:
+        """The URL of a customer portal session (Stripe's hosted billing page).
+        Raises :class:`NotSupportedByProvider` where there is none."""
+        ...
+
+    async def create_checkout_session(self, request: CheckoutRequest, *, op_id: str) -> str:
+        """The URL of a hosted Checkout session. Raises :class:`NotSupportedByProvider`."""
+        ...
+
+    async def setup_payment_method(self, setup_intent_id: str) -> str | None:
+        """The payment method a completed setup-mode Checkout saved (from its SetupIntent)."""
+        ...

@@ -9,6 +9,10 @@ Outcomes (https://docs.stripe.com/testing#declined-payments): ``pm_card_visa``,
 ``pm_card_chargeDeclinedInsufficientFunds`` and the other ``chargeDeclined*`` ids are declined;
 ``pm_card_authenticationRequired`` needs the customer's action (subscription ``incomplete``);
 ``pm_card_chargeCustomerFail`` attaches but every later charge fails (dunning simulation).
+
+There are no hosted pages (customer portal, Checkout): those raise
+:class:`NotSupportedByProvider`, answered 409 ``not_supported_by_provider``; the API's own
+subscription routes do everything they would.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from aayu_accounts.billing.payment_provider.base import (
+    CheckoutRequest,
     InvoiceState,
+    NotSupportedByProvider,
     PaymentDeclined,
     PriceSpec,
     SubscriptionState,
@@ -237,3 +243,12 @@ class LocalProvider:
     async def fetch_subscription(self, provider_subscription_id: str) -> SubscriptionState | None:
         # The local provider keeps no state: our own tables are the record.
         return None
+
+    async def create_portal_session(self, *, customer_id: str, return_url: str, op_id: str) -> str:
+        raise NotSupportedByProvider("customer_portal")
+
+    async def create_checkout_session(self, request: CheckoutRequest, *, op_id: str) -> str:
+        raise NotSupportedByProvider("checkout")
+
+    async def setup_payment_method(self, setup_intent_id: str) -> str | None:
+        raise NotSupportedByProvider("checkout")

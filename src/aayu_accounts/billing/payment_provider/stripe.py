@@ -10,6 +10,10 @@
 * Plans are sold as legacy Plans with our plan id (``aayu_<plan id>``), which both Stripe and
   the ``localstripe`` stand-in understand; ``AAYU_STRIPE_API_BASE`` points the SDK at the
   stand-in in tests.
+* Hosted pages: customer portal sessions (``billing_portal.sessions``) and Checkout sessions
+  (``checkout.sessions``, mode ``subscription`` to subscribe, ``setup`` to save a payment
+  method); what the customer does there comes back by webhook (``checkout.session.completed``,
+  ``customer.subscription.*``, ``customer.updated``).
 * Prorations: the subscription item is updated with Stripe's default proration
   (``create_prorations``), then the pending proration items are invoiced and paid at once.
   If that charge fails, the item change is reverted and the invoice voided (402, no change).
@@ -25,6 +29,7 @@ from typing import Any, TypeVar
 import stripe
 
 from aayu_accounts.billing.payment_provider.base import (
+    CheckoutRequest,
     InvoiceState,
     PaymentDeclined,
     PriceSpec,
@@ -389,3 +394,56 @@ class StripeProvider:
                 return None
             raise
         return subscription_state(sub)
+
+    async def create_portal_session(self, *, customer_id: str, return_url: str, op_id: str) -> str:
+        v1 = self.client.v1
+        created = await self._call(
+            lambda: v1.billing_portal.sessions.create_async(
+                {"customer": customer_id, "return_url": return_url},
+                self._key(op_id, "portal_session"),
+            )
+        )
+        return str(created.url)
+
+    async def create_checkout_session(self, request: CheckoutRequest, *, op_id: str) -> str:
+        v1 = self.client.v1
+        metadata = {"aayu_org_id": request.org_id}
+        params: dict[str, Any] = {
+            "mode": request.mode,
+            "success_url": request.success_url,
+            "cancel_url": request.cancel_url,
+            "client_reference_id": request.org_id,
+            "metadata": metadata,
+        }
+        if request.customer_id is not None:
+            params["customer"] = request.customer_id
+        if request.mode == "subscription":
+            if request.price is None:
+                raise ValueError("a subscription Checkout needs a price")
+            price = request.price
+            plan_id = price.stripe_price_id or await self.ensure_plan(price, op_id)
+            # A legacy Plan id is accepted wherever a Price id is (Stripe's compatibility).
+            params["line_items"] = [{"price": plan_id, "quantity": request.seats}]
+            subscription_data: dict[str, Any] = {"metadata": metadata}
+            if request.trial_days > 0:
+                subscription_data["trial_period_days"] = request.trial_days
+            params["subscription_data"] = subscription_data
+        else:
+            # Setup mode needs the method types (or a currency) to know what to offer.
+            params["payment_method_types"] = ["card"]
+            params["setup_intent_data"] = {"metadata": metadata}
+        created = await self._call(
+            lambda: v1.checkout.sessions.create_async(
+                params,  # type: ignore[arg-type]
+                self._key(op_id, f"checkout:{request.mode}"),
+            )
+        )
+        return str(created.url)
+
+    async def setup_payment_method(self, setup_intent_id: str) -> str | None:
+        v1 = self.client.v1
+        intent = await self._call(lambda: v1.setup_intents.retrieve_async(setup_intent_id))
+        method = field_of(intent, "payment_method")
+        if method is None:
+            return None
+        return method if isinstance(method, str) else str(method.id)

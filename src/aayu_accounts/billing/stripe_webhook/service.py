@@ -10,6 +10,14 @@ Stripe provider the subscription is re-read from Stripe, so the newest state alw
 otherwise (recorded payloads, no provider) the payload's state is applied only when it is not
 older than what we hold (``Subscription.provider_version`` = the newest event ``created``),
 ties broken by lifecycle order. Invoice statuses only move forward.
+
+A completed Checkout (``checkout.session.completed``) links what the customer did on Stripe's
+page to the clinic named in its metadata: a new subscription (created from Stripe's own copy,
+whichever of this event and ``customer.subscription.created`` comes first) or a new default
+payment method (setup mode; not when a newer default is already known).
+``customer.subscription.trial_will_end`` emails the owners and billing members once per event
+(the inbox stores each event once, and the email is queued in the transaction that marks it
+processed), and only while the subscription is still trialing.
 """
 
 from __future__ import annotations
@@ -23,8 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.service import Actor, record
+from aayu_accounts.billing import dunning
 from aayu_accounts.billing.invoice import service as invoices
-from aayu_accounts.billing.payment_provider.base import PaymentProvider
+from aayu_accounts.billing.payment_provider.base import (
+    PaymentDeclined,
+    PaymentProvider,
+    SubscriptionState,
+)
 from aayu_accounts.billing.payment_provider.stripe import (
     field_of,
     invoice_state,
@@ -34,7 +47,7 @@ from aayu_accounts.billing.plan import repository as plans
 from aayu_accounts.billing.stripe_webhook import repository
 from aayu_accounts.billing.stripe_webhook.errors import EventNotReady, SignatureInvalid
 from aayu_accounts.billing.subscription import repository as subscriptions
-from aayu_accounts.billing.subscription.service import apply_state
+from aayu_accounts.billing.subscription.service import apply_state, state_of
 from aayu_accounts.jobs import enqueue
 from aayu_accounts.kit import clock
 from aayu_accounts.models.subscription import Subscription
@@ -61,7 +74,8 @@ INVOICE_EVENTS = frozenset(
     }
 )
 OTHER_EVENTS = frozenset({"customer.updated", "payment_method.attached", "payment_method.detached"})
-HANDLED = SUBSCRIPTION_EVENTS | INVOICE_EVENTS | OTHER_EVENTS
+CHECKOUT_EVENTS = frozenset({"checkout.session.completed"})
+HANDLED = SUBSCRIPTION_EVENTS | INVOICE_EVENTS | OTHER_EVENTS | CHECKOUT_EVENTS
 
 
 def verify(raw_body: bytes, signature_header: str | None, secrets: list[str]) -> dict[str, Any]:
@@ -166,6 +180,8 @@ async def process(session: AsyncSession, event_id: str, provider: PaymentProvide
         outcome = await _customer_updated(session, event, stored.created)
     elif kind in ("payment_method.attached", "payment_method.detached"):
         outcome = await _payment_method_event(session, event, kind)
+    elif kind in CHECKOUT_EVENTS:
+        outcome = await _checkout_completed(session, event, stored.created, provider)
     stored.status = "processed"
     stored.processed_at = clock.now()
     await record(
@@ -186,6 +202,14 @@ async def _subscription_for(
     sub = await subscriptions.by_provider_id(session, obj.id)
     if sub is not None:
         return sub
+    return await _link_new(session, subscription_state(obj), state_org)
+
+
+async def _link_new(
+    session: AsyncSession, state: SubscriptionState, state_org: str | None
+) -> Subscription | None:
+    """A row for a subscription Stripe created for a clinic of ours (metadata ``aayu_org_id``:
+    our commit failed after Stripe's, or the clinic subscribed through Checkout)."""
     if state_org is None or not await subscriptions.org_exists(session, state_org):
         return None
     existing = await subscriptions.for_org(session, state_org)
@@ -196,7 +220,6 @@ async def _subscription_for(
     if existing is not None:
         await session.delete(existing)
         await session.flush()
-    state = subscription_state(obj)
     plan = await plans.get(session, state.plan_id) or await plans.by_stripe_price(
         session, state.plan_id
     )
@@ -230,16 +253,42 @@ async def _subscription_event(
     if sub is None:
         # Our own create may not have committed yet: let the job retry.
         raise EventNotReady(event["id"])
+    outcome = ""
     if provider is not None and provider.name == "stripe":
         fresh = await provider.fetch_subscription(obj.id)
         if fresh is not None:
             await apply_state(session, sub, fresh, version=created, fetched=True)
-            return "refetched"
-    state = subscription_state(obj)
-    if event["type"] == "customer.subscription.deleted":
-        state = state.__class__(**{**state.__dict__, "status": "canceled"})
-    applied = await apply_state(session, sub, state, version=created, fetched=False)
-    return "applied" if applied else "stale"
+            outcome = "refetched"
+    if not outcome:
+        state = subscription_state(obj)
+        if event["type"] == "customer.subscription.deleted":
+            state = state.__class__(**{**state.__dict__, "status": "canceled"})
+        applied = await apply_state(session, sub, state, version=created, fetched=False)
+        outcome = "applied" if applied else "stale"
+    if event["type"] == "customer.subscription.trial_will_end":
+        outcome += await _trial_will_end(session, sub)
+    return outcome
+
+
+async def _trial_will_end(session: AsyncSession, sub: Subscription) -> str:
+    """Stripe's three-days notice. Sent only while the trial is really ending: a late event
+    about a trial that already converted or was canceled sends nothing."""
+    now = clock.now()
+    if sub.status != "trialing" or sub.trial_end is None or sub.trial_end <= now:
+        return ",trial_notice_skipped"
+    plan = await plans.get(session, sub.plan_id)
+    amount = plan.amount_cents * (sub.seats if plan.per_seat else 1) if plan else 0
+    currency = plan.currency if plan else "usd"
+    sent = await dunning.notify_billing_members(
+        session,
+        sub,
+        "billing_trial_will_end",
+        plan_name=plan.name if plan else sub.plan_id,
+        trial_end=sub.trial_end.strftime("%Y-%m-%d %H:%M UTC"),
+        amount=dunning.money(amount, currency),
+        has_payment_method="yes" if sub.payment_method else "",
+    )
+    return f",trial_notice_sent:{sent}"
 
 
 async def _invoice_event(
@@ -324,3 +373,123 @@ async def _payment_method_event(session: AsyncSession, event: dict[str, Any], ki
         await session.flush()
         return "payment_method_removed"
     return "noted"
+
+
+def _id_of(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value.id)
+
+
+async def _checkout_completed(
+    session: AsyncSession, event: dict[str, Any], created: int, provider: PaymentProvider | None
+) -> str:
+    """Link a completed Checkout to its clinic (idempotent; safe in any order with the
+    subscription and customer events it causes)."""
+    obj = _object(event)
+    org_id = field_of(obj, "client_reference_id") or _metadata_org(obj)
+    if org_id is None or not await subscriptions.org_exists(session, str(org_id)):
+        return "not_ours"
+    org_id = str(org_id)
+    if field_of(obj, "status") not in (None, "complete"):
+        return "not_complete"
+    mode = field_of(obj, "mode")
+    stripe_provider = provider if provider is not None and provider.name == "stripe" else None
+    if mode == "subscription":
+        outcome = await _checkout_subscription(session, obj, org_id, created, stripe_provider)
+    elif mode == "setup":
+        outcome = await _checkout_setup(
+            session, obj, org_id, str(event["id"]), created=created, provider=stripe_provider
+        )
+    else:
+        return "ignored_mode"
+    if outcome.endswith("_linked") or outcome == "payment_method_updated":
+        await record(
+            session,
+            AuditAction.CHECKOUT_COMPLETED,
+            actor=Actor.system("stripe"),
+            org_id=org_id,
+            target_type="stripe_checkout_session",
+            target_id=str(obj.id),
+            details={"mode": str(mode), "outcome": outcome},
+        )
+    return outcome
+
+
+async def _checkout_subscription(
+    session: AsyncSession, obj: Any, org_id: str, created: int, provider: PaymentProvider | None
+) -> str:
+    subscription_id = _id_of(field_of(obj, "subscription"))
+    if subscription_id is None:
+        return "no_subscription"
+    if await subscriptions.by_provider_id(session, subscription_id) is not None:
+        # customer.subscription.created came first (or this is a redelivery): nothing to add.
+        return "already_linked"
+    if provider is None:
+        # Without Stripe to ask, the subscription's state comes with its own
+        # customer.subscription.created event, which links it by the same metadata.
+        return "awaiting_subscription_event"
+    state = await provider.fetch_subscription(subscription_id)
+    if state is None:
+        raise EventNotReady(subscription_id)
+    sub = await _link_new(session, state, org_id)
+    if sub is None:
+        return "conflict"
+    await apply_state(session, sub, state, version=created, fetched=True)
+    return "subscription_linked"
+
+
+async def _checkout_setup(
+    session: AsyncSession,
+    obj: Any,
+    org_id: str,
+    event_id: str,
+    *,
+    created: int,
+    provider: PaymentProvider | None,
+) -> str:
+    sub = await subscriptions.for_org(session, org_id)
+    customer = _id_of(field_of(obj, "customer"))
+    if sub is None or customer is None or sub.provider_customer_id != customer:
+        return "unknown_customer"
+    if created < sub.payment_method_version:
+        # A newer default (portal, API) is already known: the older choice must not win.
+        return "stale"
+    intent = field_of(obj, "setup_intent")
+    payment_method: str | None = None
+    if intent is not None and not isinstance(intent, str):
+        payment_method = _id_of(field_of(intent, "payment_method"))
+    elif isinstance(intent, str) and provider is not None:
+        payment_method = await provider.setup_payment_method(intent)
+    if payment_method is None:
+        return "no_payment_method"
+    sub.payment_method_version = created
+    if sub.payment_method == payment_method:
+        await session.flush()
+        return "unchanged"
+    if provider is None:
+        sub.payment_method = payment_method
+    else:
+        # Make it the default at Stripe (Checkout only saves it) and retry an open invoice,
+        # as a new card given through the API does. The key is the event's: a re-run of this
+        # job repeats nothing at Stripe.
+        try:
+            state = await provider.update_payment_method(
+                state_of(sub), payment_method=payment_method, now=clock.now(), op_id=event_id
+            )
+        except PaymentDeclined:
+            # Saved but the open invoice was declined again: Stripe keeps retrying.
+            sub.payment_method = payment_method
+        else:
+            await apply_state(session, sub, state, version=created, fetched=True)
+    await record(
+        session,
+        AuditAction.PAYMENT_METHOD_UPDATED,
+        actor=Actor.system("stripe"),
+        org_id=org_id,
+        target_type="subscription",
+        target_id=sub.id,
+        details={"payment_method_id": payment_method, "via": "checkout"},
+    )
+    await session.flush()
+    return "payment_method_updated"

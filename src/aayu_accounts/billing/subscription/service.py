@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.service import Actor, record
 from aayu_accounts.billing import dunning
-from aayu_accounts.billing.entitlement.cache import cache
+from aayu_accounts.billing.entitlement.cache import current as entitlement_cache
 from aayu_accounts.billing.errors import (
     InvalidSeats,
     NoSubscription,
@@ -28,7 +28,6 @@ from aayu_accounts.billing.errors import (
     SubscriptionNotChangeable,
     UnknownPlan,
 )
-from aayu_accounts.billing.hooks import after_commit
 from aayu_accounts.billing.invoice import repository as invoice_repository
 from aayu_accounts.billing.invoice import service as invoices
 from aayu_accounts.billing.payment_provider.base import (
@@ -101,8 +100,8 @@ def state_of(sub: Subscription) -> SubscriptionState:
 
 
 def _invalidate(session: AsyncSession, org_id: str) -> None:
-    cache.invalidate(org_id)
-    after_commit(session, lambda: cache.invalidate(org_id))
+    # Here at once, and on every instance after the commit (Redis pub/sub when configured).
+    entitlement_cache().mark(session, org_id)
 
 
 async def _plan(session: AsyncSession, plan_id: str) -> Plan:
@@ -119,6 +118,11 @@ def _check_seats(plan: Plan, seats: int) -> None:
         raise InvalidSeats(f"{plan.name} is a single-seat plan.")
     if plan.max_seats is not None and seats > plan.max_seats:
         raise InvalidSeats(f"{plan.name} allows at most {plan.max_seats} seats.")
+
+
+# Public names for the other billing services (Checkout validates a plan and seats alike).
+active_plan = _plan
+check_seats = _check_seats
 
 
 async def get_subscription(session: AsyncSession, org_id: str, role: str) -> Subscription:

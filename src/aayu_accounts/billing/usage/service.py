@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aayu_accounts.billing.entitlement.cache import cache
+from aayu_accounts.billing.entitlement.cache import current as entitlement_cache
 from aayu_accounts.billing.entitlement.service import months_in
 from aayu_accounts.billing.errors import NoSubscription, UnknownOrganization
 from aayu_accounts.billing.hooks import after_commit
@@ -71,7 +71,8 @@ async def record_usage(
         },
     )
     if stored:
-        after_commit(session, lambda: cache.add_usage(org_id, metric, quantity, occurred_at))
+        counter = entitlement_cache()
+        after_commit(session, lambda: counter.add_usage(org_id, metric, quantity, occurred_at))
     return stored
 
 

@@ -1,0 +1,1 @@
+"""Billing: Stripe's hosted pages (customer portal, Checkout)."""
