@@ -1,0 +1,1 @@
+"""Operations pages (platform administrators with MFA): flags, rollback, incidents, alerts, charts."""
