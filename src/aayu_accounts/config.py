@@ -139,6 +139,24 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(default=AUDIT_MIN_RETENTION_DAYS)
     audit_archive_dir: Path | None = None
     audit_exports_per_day: int = Field(default=100, ge=1)
+    audit_checkpoint_url: str | None = Field(
+        default=None,
+        description="where checkpoints go besides the directory: `s3://bucket/prefix` "
+        "(an S3-compatible object store) or `file:///path` (replaces the directory)",
+    )
+    audit_s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (unset: AWS for the region)"
+    )
+    audit_s3_region: str = Field(default="us-east-1", description="region of the S3 bucket")
+    audit_s3_access_key_id: str | None = Field(
+        default=None, description="S3 access key id (unset: boto3's credential chain)"
+    )
+    audit_s3_secret_access_key: str | None = Field(
+        default=None, description="S3 secret access key (unset: boto3's credential chain)"
+    )
+    audit_s3_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="timeout of one object-store call"
+    )
 
     # Passwords: Argon2id at the strategy's cost (m=64 MiB, t=3, p=1). Each hash holds
     # argon2_memory_kib of RAM, so at most argon2_max_concurrency run at once (None: CPU count).
