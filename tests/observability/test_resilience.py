@@ -147,7 +147,7 @@ async def test_smtp_5xx_is_permanent_4xx_transient() -> None:
 
 def test_every_strategy_dependency_has_a_policy() -> None:
     names = {d.name for d in resilience.all_dependencies()}
-    assert names == {"database", "redis", "stripe", "smtp", "secret_store"}
+    assert names == {"database", "redis", "stripe", "smtp", "secret_store", "object_store"}
     for dependency in resilience.all_dependencies():
         assert dependency.policy.timeout_seconds > 0
         assert dependency.policy.attempts >= 1

@@ -39,6 +39,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 DATABASE, REDIS, STRIPE, SMTP, SECRET_STORE = "database", "redis", "stripe", "smtp", "secret_store"
+OBJECT_STORE = "object_store"  # S3-compatible storage of audit checkpoints and archives
 
 StateObserver = Callable[[str, str, str], None]  # (dependency, old state, new state)
 OutcomeObserver = Callable[[str, str], None]  # (dependency, ok | error | rejected | timeout)
@@ -79,6 +80,7 @@ DEFAULT_POLICIES: dict[str, Policy] = {
     STRIPE: Policy(STRIPE, 10.0, 3, 0.5, 5.0, 5, 30.0),
     SMTP: Policy(SMTP, 10.0, 3, 0.5, 5.0, 5, 60.0),
     SECRET_STORE: Policy(SECRET_STORE, 5.0, 4, 0.2, 2.0, 5, 30.0),
+    OBJECT_STORE: Policy(OBJECT_STORE, 10.0, 3, 0.5, 5.0, 5, 60.0),
 }
 
 
@@ -326,6 +328,12 @@ def configure(settings: Settings) -> None:
         ),
         breaker_reset_seconds=float(
             getattr(settings, "secret_store_breaker_reset_seconds", store.breaker_reset_seconds)
+        ),
+    )
+    policies[OBJECT_STORE] = replace(
+        policies[OBJECT_STORE],
+        timeout_seconds=float(
+            getattr(settings, "audit_s3_timeout_seconds", policies[OBJECT_STORE].timeout_seconds)
         ),
     )
     for name, policy in policies.items():
