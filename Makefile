@@ -5,11 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest test-long bench clean install install-dev
+.PHONY: run test lint typecheck pytest test-long bench clean install install-dev security-lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
@@ -33,6 +33,7 @@ test: $(DEV_STAMP)
 	$(BIN)/ruff check src tests migrations bench
 	$(BIN)/ruff format --check src tests migrations bench
 	$(BIN)/mypy
+	$(MAKE) security-lint
 	$(BIN)/pytest
 
 lint: $(DEV_STAMP)
@@ -44,6 +45,11 @@ typecheck: $(DEV_STAMP)
 
 pytest: $(DEV_STAMP)
 	$(BIN)/pytest
+
+## make security-lint: bandit on src (skips justified in pyproject.toml) and pip-audit on the venv
+security-lint: $(DEV_STAMP)
+	$(BIN)/bandit -c pyproject.toml -r src -q
+	$(BIN)/python -m tests.security.pip_audit_gate
 
 ## make test-long: the slow suites that do not fit CI's time budget (tests marked `long`)
 test-long: $(DEV_STAMP)

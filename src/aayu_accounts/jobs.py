@@ -113,7 +113,7 @@ async def enqueue(
 def backoff_seconds(attempt: int, *, base: float = 2.0, cap: float = 3600.0) -> float:
     """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
     ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret  # nosec B311
 
 
 def worker_identity() -> str:

@@ -126,7 +126,7 @@ def _session_token_set(set_cookies: Sequence[str]) -> tuple[str, str] | None:
         parsed: SimpleCookie = SimpleCookie()
         try:
             parsed.load(line)
-        except Exception:  # noqa: S112 - a cookie we cannot parse is not ours to bind
+        except Exception:  # noqa: S112 - a cookie we cannot parse is not ours to bind  # nosec B112
             continue
         morsel = parsed.get(SESSION_COOKIE)
         if morsel is not None and morsel.value and morsel["max-age"] != "0":

@@ -16,7 +16,7 @@ _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 # Plain text is not HTML: autoescape would corrupt "&" in links. StrictUndefined turns a
 # missing variable into an error rather than an email with a hole in it.
-_env = Environment(
+_env = Environment(  # plain-text email: autoescape is off on purpose  # nosec B701
     loader=FileSystemLoader(_TEMPLATES),
     undefined=StrictUndefined,
     keep_trailing_newline=True,
