@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from aayu_accounts.api_security.service_api import endpoints as service_endpoints
 from aayu_accounts.audit import endpoints as audit_endpoints
 from aayu_accounts.billing import endpoints as billing_endpoints
+from aayu_accounts.console import install as install_console
 from aayu_accounts.identity import endpoints as identity_endpoints
 from aayu_accounts.observability import endpoints as observability_endpoints
 from aayu_accounts.observability import health
@@ -26,3 +27,5 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(incident_endpoints.router)
     app.include_router(user_data_endpoints.router)
     app.include_router(audit_endpoints.router)
+    # The web console (HTML pages, left out of the OpenAPI schema) and its static files.
+    install_console(app)
