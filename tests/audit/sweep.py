@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -55,7 +56,8 @@ class Sweep:
         self.full_run = False
 
     def note_call(self, method: str, route: str, status: int, events: int) -> None:
-        if method not in STATE_CHANGING or not 200 <= status < 300:
+        # A 303 is the console's success (POST, then redirect to the next page).
+        if method not in STATE_CHANGING or not 200 <= status < 400:
             return
         counts = self.state_changes.setdefault((method, route), [0, 0])
         counts[0] += 1
@@ -93,6 +95,12 @@ class Sweep:
         elif isinstance(document, list):
             for item in document:
                 self._walk(item)
+
+    def add_form(self, body: bytes) -> None:
+        """A console form (urlencoded): its secret fields, as in a JSON body."""
+        for key, values in parse_qs(body.decode("utf-8", "replace")).items():
+            if key in SECRET_KEYS:
+                self.add_secret(values)
 
     def leaks(self) -> list[tuple[str, str]]:
         """(secret prefix, row excerpt) for each secret found in an audit row."""
@@ -148,7 +156,10 @@ _original_handle = httpx.ASGITransport.handle_async_request
 async def _watching_handle(self: httpx.ASGITransport, request: httpx.Request) -> httpx.Response:
     SWEEP.requests_seen += 1
     if not isinstance(request.stream, httpx.AsyncByteStream) or hasattr(request, "_content"):
-        SWEEP.add_json(request.content)  # a streamed body (no length) is not read here
+        if "form-urlencoded" in request.headers.get("content-type", ""):
+            SWEEP.add_form(request.content)
+        else:
+            SWEEP.add_json(request.content)  # a streamed body (no length) is not read here
     authorization = request.headers.get("authorization", "")
     if authorization.lower().startswith("bearer "):
         SWEEP.add_secret(authorization[7:].strip())
