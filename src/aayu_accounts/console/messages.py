@@ -44,6 +44,19 @@ ERRORS: dict[str, str] = {
     ),
     "last_owner": "A clinic needs an owner: make someone else owner first.",
     "seats_exceeded": "All paid clinician seats are taken: add seats under Billing first.",
+    # billing
+    "payment_failed": "The card was declined.",
+    "subscription_exists": "The clinic has a subscription already.",
+    "no_subscription": "The clinic has no subscription.",
+    "payment_method_required": "Enter a card: this plan has no free trial.",
+    "unknown_plan": "Choose one of the plans.",
+    "invalid_seats": "That number of seats is not allowed for this plan.",
+    "seats_below_usage": "More clinicians are active than that: deactivate some first.",
+    "subscription_not_changeable": "The subscription cannot be changed in its current status.",
+    "payment_provider_unavailable": "The payment provider is unavailable. Try again shortly.",
+    # audit and operations
+    "export_limit_reached": "You reached today's export limit. Try again tomorrow.",
+    "invalid_cursor": "That page link is stale: start the list again.",
     # generic
     "csrf_failed": "The form expired or came from another site. Reload the page and retry.",
     "forbidden": "You do not have permission to do this.",
@@ -78,6 +91,14 @@ FLASHES: dict[str, str] = {
     "member_updated": "The member is updated.",
     "settings_saved": "The clinic settings are saved.",
     "baa_recorded": "The BAA is recorded.",
+    # billing, audit, operations
+    "subscribed": "The clinic is subscribed.",
+    "subscription_changed": "The subscription is changed.",
+    "subscription_canceled": "The subscription will end at the end of the period.",
+    "subscription_resumed": "The subscription will continue.",
+    "payment_method_updated": "The payment method is updated.",
+    "flag_saved": "The flag is saved. Every instance applies it within a second.",
+    "rolled_back": "Rolled back: the new path is off everywhere and an incident is recorded.",
 }
 
 

@@ -1,0 +1,162 @@
+"""Billing pages through the console (no browser): subscribe with a preview, a declined card,
+changes with the service's proration preview, the admin's read-only view, dunning."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import update
+
+from aayu_accounts.db import Database
+from aayu_accounts.models.subscription import Subscription
+from tests.console.helpers import csrf_of, submit
+from tests.identity.accounts.helpers import Account, invite_and_join, signed_up
+
+
+def as_browser(console: httpx.AsyncClient, account: Account) -> None:
+    console.cookies.clear()
+    console.cookies.set("aayu_session", account.token)
+
+
+async def post_form(
+    console: httpx.AsyncClient, html: str, action: str, fields: dict[str, str]
+) -> httpx.Response:
+    """Submit a form of an already loaded page (its CSRF token)."""
+    return await console.post(
+        action,
+        data={"csrf_token": csrf_of(html), **fields},
+        headers={"Origin": "https://testserver"},
+    )
+
+
+async def test_owner_previews_then_subscribes_and_sees_the_invoice(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    owner = await signed_up(console, db)
+    as_browser(console, owner)
+    page = await console.get("/billing")
+    assert page.status_code == 200, page.headers.get("location")
+    assert 'id="no-subscription"' in page.text
+    assert "pm_card_visa" in page.text  # the local provider's test card ids are offered
+
+    review = await submit(
+        console,
+        "/billing",
+        "/billing/subscribe/review",
+        {"plan_id": "clinic_monthly", "seats": "2", "payment_method": "pm_card_visa"},
+    )
+    assert review.status_code == 200, review.text
+    assert 'id="invoice-preview"' in review.text
+    assert 'id="due-now">$78.00<' in review.text  # 2 seats x $39, no trial asked for
+    # Nothing exists until the preview is confirmed.
+    api = await console.get(f"/api/v1/orgs/{owner.org_id}/subscription", headers=owner.auth)
+    assert api.status_code == 404
+
+    done = await post_form(
+        console,
+        review.text,
+        "/billing/subscribe",
+        {"plan_id": "clinic_monthly", "seats": "2", "payment_method": "pm_card_visa"},
+    )
+    assert done.status_code == 303, done.text
+    page = await console.get("/billing")
+    assert 'id="sub-status">active<' in page.text
+    assert 'id="current-seats">2<' in page.text
+    assert 'id="invoices"' in page.text
+    assert "$78.00" in page.text
+    assert ">paid<" in page.text
+    assert "Notes this period" in page.text  # the usage chart (SVG)
+    assert "<svg" in page.text
+
+
+async def test_a_declined_card_shows_the_error_and_creates_nothing(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    owner = await signed_up(console, db)
+    as_browser(console, owner)
+    response = await submit(
+        console,
+        "/billing",
+        "/billing/subscribe",
+        {"plan_id": "solo_monthly", "seats": "1", "payment_method": "pm_card_chargeDeclined"},
+    )
+    assert response.status_code == 402
+    assert 'data-code="payment_failed"' in response.text
+    assert "Decline code: card_declined. Nothing was charged" in response.text
+    api = await console.get(f"/api/v1/orgs/{owner.org_id}/subscription", headers=owner.auth)
+    assert api.status_code == 404
+    assert api.json()["code"] == "no_subscription"
+
+
+async def test_seat_change_shows_the_services_preview_before_applying(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    owner = await signed_up(console, db)
+    as_browser(console, owner)
+    await submit(
+        console,
+        "/billing",
+        "/billing/subscribe",
+        {"plan_id": "clinic_monthly", "seats": "1", "payment_method": "pm_card_visa"},
+    )
+    review = await submit(
+        console, "/billing", "/billing/change/review", {"plan_id": "clinic_monthly", "seats": "3"}
+    )
+    assert review.status_code == 200, review.text
+    assert 'id="due-now"' in review.text
+    assert 'id="current-seats">1<' in review.text  # not applied yet
+    done = await post_form(
+        console, review.text, "/billing/change", {"plan_id": "clinic_monthly", "seats": "3"}
+    )
+    assert done.status_code == 303, done.text
+    assert 'id="current-seats">3<' in (await console.get("/billing")).text
+
+
+async def test_admin_reads_without_invoices_or_forms_and_cannot_change(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    owner = await signed_up(console, db)
+    as_browser(console, owner)
+    await submit(
+        console,
+        "/billing",
+        "/billing/subscribe",
+        {"plan_id": "clinic_monthly", "seats": "2", "payment_method": "pm_card_visa"},
+    )
+    console.cookies.clear()
+    admin = await invite_and_join(console, db, owner, "admin")
+    as_browser(console, admin)
+    page = await console.get("/billing")
+    assert page.status_code == 200, page.text
+    assert 'id="current-seats">2<' in page.text
+    assert 'id="invoices"' not in page.text
+    assert "/billing/change/review" not in page.text
+    refused = await post_form(console, page.text, "/billing/cancel", {})
+    assert refused.status_code == 403
+
+
+async def test_clinician_cannot_open_billing(console: httpx.AsyncClient, db: Database) -> None:
+    owner = await signed_up(console, db)
+    clinician = await invite_and_join(console, db, owner, "clinician")
+    as_browser(console, clinician)
+    assert (await console.get("/billing")).status_code == 403
+
+
+async def test_past_due_shows_the_dunning_banner(console: httpx.AsyncClient, db: Database) -> None:
+    owner = await signed_up(console, db)
+    as_browser(console, owner)
+    await submit(
+        console,
+        "/billing",
+        "/billing/subscribe",
+        {"plan_id": "solo_monthly", "seats": "1", "payment_method": "pm_card_visa"},
+    )
+    assert 'id="dunning-banner"' not in (await console.get("/billing")).text
+    async with db.session_scope() as session:  # as a failed renewal would leave it
+        await session.execute(
+            update(Subscription)
+            .where(Subscription.org_id == owner.org_id)
+            .values(status="past_due")
+        )
+    page = await console.get("/billing")
+    assert 'id="dunning-banner"' in page.text
+    assert "Update the payment method below" in page.text
