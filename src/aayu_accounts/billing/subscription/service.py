@@ -447,7 +447,10 @@ async def apply_state(
     if state.payment_method:
         sub.payment_method = state.payment_method
     sub.provider_version = max(sub.provider_version, version)
-    if old_status == "trialing" and sub.status == "active" and sub.converted_from_trial_at is None:
+    # A trial that became active; also when the trialing events arrived after the active one
+    # (out of order) and were never applied: the state's trial_end says there was a trial.
+    had_trial = old_status == "trialing" or state.trial_end is not None
+    if had_trial and sub.status == "active" and sub.converted_from_trial_at is None:
         sub.converted_from_trial_at = clock.now()
     amount, currency = 0, plan.currency if plan else "usd"
     for invoice_state in state.invoices:
