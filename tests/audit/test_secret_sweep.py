@@ -79,6 +79,8 @@ NOT_AUDITED = {
     ("POST", "/api/v1/service/flags/evaluate"): "a read: the flags for a user",
     ("POST", "/api/v1/service/usage"): "metered usage data, counted (not an action)",
     ("POST", "/api/v1/orgs/{org_id}/subscription/preview"): "a read: the proration preview",
+    ("POST", "/billing/subscribe/review"): "a read: the console's invoice preview",
+    ("POST", "/billing/change/review"): "a read: the console's proration preview",
 }
 
 

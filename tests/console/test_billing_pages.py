@@ -110,6 +110,26 @@ async def test_seat_change_shows_the_services_preview_before_applying(
     assert done.status_code == 303, done.text
     assert 'id="current-seats">3<' in (await console.get("/billing")).text
 
+    canceled = await submit(console, "/billing", "/billing/cancel", {})
+    assert canceled.status_code == 303
+    page = await console.get("/billing")
+    assert "Keep the subscription" in page.text
+    resumed = await post_form(console, page.text, "/billing/cancel", {"resume": "1"})
+    assert resumed.status_code == 303
+    assert "Cancel at period end" in (await console.get("/billing")).text
+
+    changed = await submit(
+        console, "/billing", "/billing/payment-method", {"payment_method": "pm_card_mastercard"}
+    )
+    assert changed.status_code == 303, changed.text
+    page = await console.get("/billing")
+    assert 'id="current-payment-method">pm_card_mastercard<' in page.text
+    declined = await post_form(
+        console, page.text, "/billing/payment-method", {"payment_method": "pm_card_chargeDeclined"}
+    )
+    assert declined.status_code == 402
+    assert "Nothing was charged and nothing was changed" in declined.text
+
 
 async def test_admin_reads_without_invoices_or_forms_and_cannot_change(
     console: httpx.AsyncClient, db: Database
