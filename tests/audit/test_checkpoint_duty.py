@@ -61,7 +61,7 @@ async def test_checkpoint_signs_the_committed_head_and_is_recorded(
     assert stored == checkpoint
     assert verify_checkpoint(signer, stored)
     document = json.loads(files[0].read_text())
-    assert document["key_id"].startswith("audit-checkpoint:v")
+    assert document["key_id"].startswith("audit-signing:v")
     # Another key (an intruder's) cannot make one that verifies.
     previous = install_keyring(Keyring.generate())
     try:

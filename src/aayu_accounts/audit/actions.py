@@ -75,6 +75,7 @@ class AuditAction(StrEnum):
     EVENTS_EXPORTED = "audit:events:exported"
     CHECKPOINT_WRITTEN = "audit:checkpoint:written"
     CHECKPOINT_GAP_DETECTED = "audit:checkpoint:gap_detected"
+    CHECKPOINT_UPLOAD_FAILED = "audit:checkpoint:upload_failed"
     EVENTS_ARCHIVED = "audit:events:archived"
 
     # billing

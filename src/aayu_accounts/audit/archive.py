@@ -5,7 +5,8 @@ this job holds a permit in its transaction). Retention is never below six years 
 
 An archive verifies on its own, without the database: each line holds an event with its hash,
 previous hash and hash version, so the chain is recomputed from the file; the last line signs
-the SHA-256 of everything before it with the audit checkpoint key. After deletion the job
+the SHA-256 of everything before it with the audit signing key (Ed25519; archives written
+before the switch carry an HMAC under the audit checkpoint key). After deletion the job
 records ``audit:events:archived`` with the last archived hash, so the verifier knows what the
 first remaining event must link to.
 
@@ -34,7 +35,7 @@ from aayu_accounts.audit import repository
 from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.canonical import JsonValue, canonical_bytes, format_time
 from aayu_accounts.audit.chain import GENESIS_HASH, EventFields, UnknownHashVersion, event_hash
-from aayu_accounts.audit.checkpoint import CheckpointSigner
+from aayu_accounts.audit.checkpoint import CheckpointSigner, CheckpointVerifier
 from aayu_accounts.audit.service import Actor, record
 from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
@@ -153,7 +154,7 @@ class ArchiveReport:
     problem: str | None = None
 
 
-def verify_archive(path: Path, signer: CheckpointSigner) -> ArchiveReport:
+def verify_archive(path: Path, signer: CheckpointVerifier) -> ArchiveReport:
     """Verify an archive file on its own: signature, header, and the chain inside it."""
     raw = path.read_bytes()
     body, _, trailer_line = raw.rstrip(b"\n").rpartition(b"\n")
@@ -171,6 +172,8 @@ def verify_archive(path: Path, signer: CheckpointSigner) -> ArchiveReport:
         documents = [json.loads(line) for line in lines[1:]]
     except (ValueError, KeyError, TypeError, IndexError):
         return bad("the file is not a well-formed audit archive")
+    if not signer.can_verify(key_id):
+        return bad(f"the archive is signed with {key_id}, a key this verifier does not hold")
     if not signer.verify(key_id, _SIGNATURE_CONTEXT + hashlib.sha256(body).digest(), signature):
         return bad("the archive's signature does not verify")
     if header.get("format") != ARCHIVE_FORMAT or header.get("count") != len(documents):

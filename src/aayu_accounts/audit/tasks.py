@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import structlog
 
@@ -20,11 +21,20 @@ from aayu_accounts.audit.checkpoint import (
     Checkpoint,
     CheckpointSigner,
     KeyringCheckpointSigner,
+    LoadedCheckpoint,
     latest_checkpoint,
     make_checkpoint,
     write_checkpoint_file,
 )
 from aayu_accounts.audit.service import Actor, record
+from aayu_accounts.audit.storage import (
+    CheckpointStore,
+    CheckpointTargets,
+    DirectoryStore,
+    checkpoint_targets,
+    copy_missing,
+    load_all,
+)
 from aayu_accounts.audit.verify import VerifyReport, verify_chain
 from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
@@ -44,15 +54,24 @@ RETENTION_INTERVAL_SECONDS = 24 * 3600
 
 
 async def write_checkpoint(
-    db: Database, settings: Settings, signer: CheckpointSigner
+    db: Database,
+    settings: Settings,
+    signer: CheckpointSigner,
+    targets: CheckpointTargets | None = None,
 ) -> Checkpoint:
     """Sign the committed chain head, write it out, and record that (and any gap) as events.
 
     Only the committed head is signed: the lock is taken before the head is read, and the
     events recorded here join the chain after it (the next checkpoint covers them). If this
     transaction then fails, the file still describes a committed head, so it stays true.
+
+    The directory is written under the lock; object stores after the commit (see
+    ``storage.py``). A failed upload is recorded (``audit:checkpoint:upload_failed``), counted
+    and logged, and does not fail the duty: the checkpoint exists locally and the next run
+    uploads whatever the store is missing.
     """
-    directory = settings.audit_checkpoint_path
+    targets = targets or checkpoint_targets(settings)
+    directory = targets.directory
     async with db.session_scope() as session:
         await repository.lock_chain(session)
         head = await repository.chain_head(session)
@@ -92,26 +111,72 @@ async def write_checkpoint(
         )
     AUDIT_CHECKPOINTS.labels("written").inc()
     AUDIT_LAST_CHECKPOINT.set(now.timestamp())
+    for store in targets.remote:
+        await upload_checkpoints(db, directory, store)
     return checkpoint
+
+
+async def upload_checkpoints(db: Database, directory: Path, store: CheckpointStore) -> bool:
+    """Copy what ``store`` lacks; on failure record the event and return False."""
+    try:
+        copied = await copy_missing(directory, store)
+    except Exception as exc:
+        AUDIT_CHECKPOINTS.labels("upload_failed").inc()
+        log.error(  # noqa: TRY400 - the error's class is the useful part; no traceback noise
+            "audit.checkpoint_upload_failed",
+            store=store.location,
+            error_type=type(exc).__name__,
+            error=str(exc)[:200],
+        )
+        async with db.session_scope() as session:
+            await record(
+                session,
+                AuditAction.CHECKPOINT_UPLOAD_FAILED,
+                actor=CHECKPOINT_ACTOR,
+                outcome="failure",
+                target_type="audit_checkpoint_store",
+                target_id=store.location,
+                details={"error_type": type(exc).__name__, "retry": "next checkpoint run"},
+            )
+        return False
+    if copied:
+        AUDIT_CHECKPOINTS.labels("uploaded").inc(len(copied))
+    return True
 
 
 class ChainWatch:
     """Re-verifies the chain after each checkpoint: in full the first time (with the
     checkpoints), then only the events appended since, so the hourly cost stays small."""
 
-    def __init__(self, settings: Settings, signer: CheckpointSigner) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        signer: CheckpointSigner,
+        targets: CheckpointTargets | None = None,
+    ) -> None:
         self.settings = settings
         self.signer = signer
+        self.targets = targets
         self.verified_through: int | None = None
+
+    async def _checkpoints(self, targets: CheckpointTargets) -> list[LoadedCheckpoint]:
+        try:
+            return await load_all(targets.all(), self.signer)
+        except Exception as exc:  # the store is down: check the local copies now, not nothing
+            log.warning("audit.checkpoint_store_unreadable", error_type=type(exc).__name__)
+            return await load_all([DirectoryStore(targets.directory)], self.signer)
 
     async def run(self, db: Database) -> VerifyReport:
         first_run = self.verified_through is None
+        targets = self.targets or checkpoint_targets(self.settings)
+        # The first pass checks every checkpoint, the object store's copies included (read
+        # before the read-only unit of work, so no transaction waits on the network).
+        loaded = await self._checkpoints(targets) if first_run else None
         async with db.session_scope(write=False) as session:
             report = await verify_chain(
                 session,
                 from_sequence=None if first_run else (self.verified_through or 0) + 1,
-                checkpoint_dir=self.settings.audit_checkpoint_path if first_run else None,
-                signer=self.signer if first_run else None,
+                checkpoints=loaded,
             )
         AUDIT_CHAIN_BROKEN.set(0 if report.ok else 1)
         if report.problem is not None:
@@ -133,11 +198,12 @@ def periodic_registration(
 
     def register(scheduler: Scheduler, settings: Settings) -> None:
         signer = signer_factory()
-        watch = ChainWatch(settings, signer)
+        targets = checkpoint_targets(settings)
+        watch = ChainWatch(settings, signer, targets)
 
         async def checkpoint_duty(db: Database) -> None:
             try:
-                await write_checkpoint(db, settings, signer)
+                await write_checkpoint(db, settings, signer, targets)
             except Exception:
                 AUDIT_CHECKPOINTS.labels("failed").inc()
                 raise

@@ -18,6 +18,7 @@ the ``last_hash`` that the archival job recorded (in the chain) for the archived
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +29,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aayu_accounts.audit import repository
 from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.chain import GENESIS_HASH, EventFields, UnknownHashVersion, event_hash
-from aayu_accounts.audit.checkpoint import CheckpointSigner, load_checkpoints
+from aayu_accounts.audit.checkpoint import (
+    CheckpointVerifier,
+    LoadedCheckpoint,
+    load_checkpoints,
+)
 from aayu_accounts.models.audit_event import AuditEvent
 
 ProblemKind = Literal["modified", "removed", "inserted", "reordered", "checkpoint_invalid"]
@@ -148,27 +153,49 @@ async def verify_chain(
     *,
     from_sequence: int | None = None,
     checkpoint_dir: Path | None = None,
-    signer: CheckpointSigner | None = None,
+    signer: CheckpointVerifier | None = None,
+    checkpoints: Sequence[LoadedCheckpoint] | None = None,
     batch: int = 2000,
 ) -> VerifyReport:
-    """Verify the trail (from ``from_sequence`` on); the report names the first problem."""
+    """Verify the trail (from ``from_sequence`` on); the report names the first problem.
+
+    Checkpoints are those of ``checkpoint_dir`` (verified with ``signer``) and/or the ones
+    given already loaded (``storage.load_all``: directory and object stores). Identical copies
+    of one checkpoint in several places count once.
+    """
     report = VerifyReport()
-    checkpoints: dict[int, list[str]] = {}
+    by_sequence: dict[int, list[str]] = {}
     newest_checkpoint: int | None = None
+    loaded_all: list[LoadedCheckpoint] = list(checkpoints or [])
     if checkpoint_dir is not None and signer is not None:
-        for loaded in load_checkpoints(checkpoint_dir, signer):
-            if loaded.checkpoint is None or not loaded.valid_signature:
-                report.problem = Problem(
-                    "checkpoint_invalid",
-                    loaded.checkpoint.sequence if loaded.checkpoint else None,
-                    f"checkpoint {loaded.path.name} is malformed or its signature is invalid",
-                )
-                return report
-            cp = loaded.checkpoint
-            checkpoints.setdefault(cp.sequence, []).append(cp.hash)
-            newest_checkpoint = max(newest_checkpoint or 0, cp.sequence)
+        loaded_all.extend(load_checkpoints(checkpoint_dir, signer))
     elif checkpoint_dir is not None:
         report.notes.append("no checkpoint signer: checkpoints not checked")
+    seen: set[tuple[str, object]] = set()
+    unchecked = 0
+    for loaded in loaded_all:
+        if loaded.checkpoint is not None and not loaded.checkable:
+            unchecked += 1
+            continue
+        if loaded.checkpoint is None or not loaded.valid_signature:
+            where = f" in {loaded.location}" if loaded.location else ""
+            report.problem = Problem(
+                "checkpoint_invalid",
+                loaded.checkpoint.sequence if loaded.checkpoint else None,
+                f"checkpoint {loaded.name}{where} is malformed or its signature is invalid",
+            )
+            return report
+        cp = loaded.checkpoint
+        if (loaded.name, cp) in seen:
+            continue
+        seen.add((loaded.name, cp))
+        by_sequence.setdefault(cp.sequence, []).append(cp.hash)
+        newest_checkpoint = max(newest_checkpoint or 0, cp.sequence)
+    if unchecked:
+        report.notes.append(
+            f"{unchecked} checkpoint(s) signed with a key this verifier does not hold "
+            "(HMAC, from before Ed25519 signatures): not checked"
+        )
 
     previous: AuditEvent | None = None
     expected_prev: str | None = None
@@ -192,7 +219,7 @@ async def verify_chain(
         if not sound:
             report.problem = await _classify(session, previous, expected_prev, event)
             return report
-        for signed_hash in checkpoints.get(event.sequence, []):
+        for signed_hash in by_sequence.get(event.sequence, []):
             report.checkpoints_checked += 1
             if signed_hash != event.hash:
                 report.problem = Problem(

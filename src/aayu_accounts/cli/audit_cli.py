@@ -1,4 +1,4 @@
-"""``aayu-accounts audit verify|export|checkpoint|archive|verify-archive``."""
+"""``aayu-accounts audit verify|export|checkpoint|archive|verify-archive|public-key``."""
 
 from __future__ import annotations
 
@@ -13,9 +13,15 @@ import typer
 
 from aayu_accounts.audit import archive, tasks
 from aayu_accounts.audit.actions import AuditAction
-from aayu_accounts.audit.checkpoint import KeyringCheckpointSigner
+from aayu_accounts.audit.checkpoint import (
+    CheckpointVerifier,
+    KeyringCheckpointSigner,
+    PublicKeyVerifier,
+    public_keys_document,
+)
 from aayu_accounts.audit.schemas import ExportFormat
 from aayu_accounts.audit.service import Actor, EventQuery, start_export, stream_export
+from aayu_accounts.audit.storage import checkpoint_targets, load_all
 from aayu_accounts.audit.verify import VerifyReport, verify_chain
 from aayu_accounts.cli.common import emit_json, run_with_db, settings
 from aayu_accounts.config import Settings
@@ -76,28 +82,71 @@ def _print_report(report: VerifyReport, as_json: bool) -> None:
         )
 
 
+def _public_keys(path: Path) -> PublicKeyVerifier:
+    try:
+        return PublicKeyVerifier.from_document(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        _fail(f"{path} is not an audit public-keys file ({type(exc).__name__})")
+        raise
+
+
+PUBLIC_KEYS_HELP = (
+    "Verify signatures with these public keys alone (the JSON of `audit public-key --json`) "
+    "instead of the keyring"
+)
+
+
 @app.command()
 def verify(
     from_sequence: int | None = typer.Option(
         None, "--from", min=1, help="Start at this sequence (its link backwards is trusted)"
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+    public_keys: Annotated[
+        Path | None,
+        typer.Option("--public-keys", exists=True, dir_okay=False, help=PUBLIC_KEYS_HELP),
+    ] = None,
 ) -> None:
-    """Recompute the hash chain and check the signed checkpoints; exit 1 on any problem."""
+    """Recompute the hash chain and check the signed checkpoints (the directory's and the
+    object store's); exit 1 on any problem."""
+    verifier: CheckpointVerifier = (
+        _public_keys(public_keys) if public_keys else KeyringCheckpointSigner()
+    )
 
     async def work(db: Database, current: Settings) -> VerifyReport:
+        loaded = await load_all(checkpoint_targets(current).all(), verifier)
         async with db.session_scope(write=False) as session:
-            return await verify_chain(
-                session,
-                from_sequence=from_sequence,
-                checkpoint_dir=current.audit_checkpoint_path,
-                signer=KeyringCheckpointSigner(),
-            )
+            return await verify_chain(session, from_sequence=from_sequence, checkpoints=loaded)
 
-    report = _with_keyring(work)
+    if public_keys:
+        current = settings()
+        report = run_with_db(lambda db: work(db, current))
+    else:
+        report = _with_keyring(work)
     _print_report(report, as_json)
     if not report.ok:
         sys.exit(1)
+
+
+@app.command("public-key")
+def public_key(
+    as_json: bool = typer.Option(
+        False, "--json", help="The public-keys file that --public-keys reads"
+    ),
+) -> None:
+    """Print the audit signing public keys (Ed25519), every loaded version: what an auditor
+    needs to verify checkpoints and archives without any secret."""
+
+    async def work(_db: Database, _settings: Settings) -> dict[str, Any]:
+        return dict(public_keys_document(KeyringCheckpointSigner().public_keys()))
+
+    document = _with_keyring(work)
+    if as_json:
+        emit_json(document)
+        return
+    for entry in document["keys"]:
+        marker = " (current)" if entry["current"] else ""
+        typer.echo(f"{entry['key_id']} ed25519 {entry['public_key']}{marker}")
 
 
 def _parse_time(value: str | None, name: str) -> datetime | None:
@@ -201,13 +250,23 @@ def archive_now(as_json: bool = typer.Option(False, "--json")) -> None:
 def verify_archive_file(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     as_json: bool = typer.Option(False, "--json"),
+    public_keys: Annotated[
+        Path | None,
+        typer.Option("--public-keys", exists=True, dir_okay=False, help=PUBLIC_KEYS_HELP),
+    ] = None,
 ) -> None:
-    """Verify an archive file on its own (signature and chain); exit 1 if it does not."""
+    """Verify an archive file on its own (signature and chain); exit 1 if it does not.
 
-    async def work(_db: Database, _settings: Settings) -> archive.ArchiveReport:
-        return archive.verify_archive(path, KeyringCheckpointSigner())
+    With ``--public-keys`` nothing but the file and the keys is needed: no database, no secret.
+    """
+    if public_keys:
+        report = archive.verify_archive(path, _public_keys(public_keys))
+    else:
 
-    report = _with_keyring(work)
+        async def work(_db: Database, _settings: Settings) -> archive.ArchiveReport:
+            return archive.verify_archive(path, KeyringCheckpointSigner())
+
+        report = _with_keyring(work)
     if as_json:
         emit_json(report.__dict__)
     elif report.ok:

@@ -11,6 +11,7 @@ from aayu_accounts.crypto.keyring.core import (
     UnknownKeyVersion,
     WrongKeyUse,
     ciphertext_version,
+    verify_ed25519,
 )
 from aayu_accounts.crypto.keyring.process import (
     KeyringNotLoaded,
@@ -34,4 +35,5 @@ __all__ = [
     "get_keyring",
     "install_keyring",
     "keyring_loaded",
+    "verify_ed25519",
 ]

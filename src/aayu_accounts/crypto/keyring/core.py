@@ -16,6 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from aayu_accounts.crypto import primitives
 from aayu_accounts.crypto.keyring.purposes import KeyPurpose, KeyUse
 from aayu_accounts.kit import clock
@@ -142,6 +146,32 @@ class Keyring:
             return False
         return primitives.constant_time_equal(primitives.hmac_sha256(key.secret, data), mac)
 
+    # -- public-key signatures -------------------------------------------------------------
+    # An asymmetric purpose's secret is a 32-byte Ed25519 seed (RFC 8032 §5.1.5), made,
+    # wrapped, stored and rotated like every other key version.
+
+    def sign_asymmetric(self, purpose: KeyPurpose, data: bytes) -> tuple[int, bytes]:
+        """``(version, Ed25519 signature)`` under the current key of an asymmetric purpose."""
+        _require(purpose, KeyUse.ASYMMETRIC_SIGN)
+        key = self.current(purpose)
+        return key.version, Ed25519PrivateKey.from_private_bytes(key.secret).sign(data)
+
+    def public_key(self, purpose: KeyPurpose, version: int) -> bytes:
+        """The raw 32-byte Ed25519 public key of a loaded version (``UnknownKeyVersion``)."""
+        _require(purpose, KeyUse.ASYMMETRIC_SIGN)
+        private = Ed25519PrivateKey.from_private_bytes(self.get(purpose, version).secret)
+        return private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def verify_asymmetric(
+        self, purpose: KeyPurpose, data: bytes, version: int, signature: bytes
+    ) -> bool:
+        """True when ``signature`` is ``data``'s Ed25519 signature under that loaded version."""
+        try:
+            public = self.public_key(purpose, version)
+        except UnknownKeyVersion:
+            return False
+        return verify_ed25519(public, data, signature)
+
     # -- encryption ------------------------------------------------------------------------
 
     def encrypt(self, purpose: KeyPurpose, plaintext: bytes, associated_data: bytes) -> bytes:
@@ -186,6 +216,15 @@ class Keyring:
     def _index(key: KeyVersion, value: str, kind: str) -> bytes:
         message = kind.encode() + b"\x00" + value.encode("utf-8")
         return blind_index_prefix(key.version) + primitives.hmac_sha256(key.secret, message)
+
+
+def verify_ed25519(public_key: bytes, data: bytes, signature: bytes) -> bool:
+    """Ed25519 verification with a raw public key alone (what an auditor holds)."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def _require(purpose: KeyPurpose, use: KeyUse) -> None:

@@ -9,6 +9,8 @@ class KeyUse(StrEnum):
     SIGN = "sign"
     ENCRYPT = "encrypt"
     INDEX = "index"
+    # Public-key signatures (Ed25519): whoever holds only the public key can verify, not forge.
+    ASYMMETRIC_SIGN = "asymmetric-sign"
 
 
 class KeyPurpose(StrEnum):
@@ -18,7 +20,8 @@ class KeyPurpose(StrEnum):
     CLIENT_SECRET = "client-secret"  # noqa: S105 - a purpose name, not a secret; wraps service-client secrets (recoverable for HMAC checks)
     DATA = "data"  # personal fields at rest (data keys, wrapped by the master key)
     BLIND_INDEX = "blind-index"  # HMAC of normalized values for equality lookups
-    AUDIT_CHECKPOINT = "audit-checkpoint"  # signs audit-chain checkpoints
+    AUDIT_CHECKPOINT = "audit-checkpoint"  # HMAC of audit checkpoints written before Ed25519
+    AUDIT_SIGNING = "audit-signing"  # Ed25519: signs audit checkpoints and archives
 
     @property
     def use(self) -> KeyUse:
@@ -26,6 +29,8 @@ class KeyPurpose(StrEnum):
             return KeyUse.ENCRYPT
         if self is KeyPurpose.BLIND_INDEX:
             return KeyUse.INDEX
+        if self is KeyPurpose.AUDIT_SIGNING:
+            return KeyUse.ASYMMETRIC_SIGN
         return KeyUse.SIGN
 
 

@@ -20,7 +20,7 @@ from aayu_accounts.crypto import primitives
 from aayu_accounts.crypto.keyring import repository
 from aayu_accounts.crypto.keyring.core import Keyring
 from aayu_accounts.crypto.keyring.master import MasterKeys, load_master_keys
-from aayu_accounts.crypto.keyring.purposes import MASTER_KEY_SECRET, KeyPurpose
+from aayu_accounts.crypto.keyring.purposes import MASTER_KEY_SECRET, KeyPurpose, KeyUse
 from aayu_accounts.crypto.keyring.usage import rows_per_version
 from aayu_accounts.crypto.secret_store.base import SecretNotFound, SecretStore
 from aayu_accounts.kit import clock
@@ -228,7 +228,8 @@ async def status(
     usage: dict[KeyPurpose, dict[int, int]] = {}
     for record in await repository.records(session):
         purpose = KeyPurpose(record.purpose)
-        if count_rows and purpose not in usage and purpose.use.value != "sign":
+        signs = purpose.use in (KeyUse.SIGN, KeyUse.ASYMMETRIC_SIGN)  # no stored values
+        if count_rows and purpose not in usage and not signs:
             usage[purpose] = dict(await rows_per_version(session, purpose, metadata))
         current = record.state == ACTIVE and keyring.current(purpose).version == record.version
         result.append(
