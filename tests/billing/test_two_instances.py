@@ -1,0 +1,140 @@
+"""Two app instances sharing the database and Redis: a billing change committed through one
+reaches the other's entitlement cache at once, not when the cache lifetime runs out.
+
+Each instance has its own entitlement cache (``app.state.entitlement_cache``, bound to its
+requests) and its own Redis subscription, as two processes would; the lifetime is an hour, so
+only the published invalidation can explain the second instance's new answer. Embedded mode
+(SQLite, no Redis) has one process, where the in-process drop is all there is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from aayu_accounts.api_security.service_client import service as client_service
+from aayu_accounts.app import create_app
+from aayu_accounts.audit.service import Actor
+from aayu_accounts.billing.entitlement.cache import cache as default_cache
+from aayu_accounts.billing.payment_provider.local import LocalProvider
+from aayu_accounts.billing.runtime import BillingRuntime
+from aayu_accounts.billing.subscription import service as subscription_service
+from aayu_accounts.client.signing import secret_key, sign_headers
+from aayu_accounts.config import Settings
+from aayu_accounts.crypto.keyring import Keyring
+from aayu_accounts.db import Database
+from tests.identity.accounts.helpers import signed_up
+
+CHECK = "/api/v1/service/entitlements/check"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "argon2_memory_kib": 1024,
+            "argon2_time_cost": 1,
+            "altcha_max_number": 5000,
+            "entitlement_cache_seconds": 3600.0,
+        }
+    )
+
+
+async def test_a_seat_change_on_one_instance_reaches_the_other(
+    own_db: Database, settings: Settings, keyring: Keyring, billing: BillingRuntime
+) -> None:
+    if not settings.redis_url:
+        pytest.skip("instances share invalidations through Redis (the PostgreSQL backend)")
+    own_settings = settings.model_copy(update={"database_url": str(own_db.engine.url)})
+
+    @asynccontextmanager
+    async def instance() -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+        application = create_app(own_settings, database=own_db, keyring=keyring)
+        async with LifespanManager(application):
+            transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                yield c, application
+
+    async with instance() as (first, first_app), instance() as (second, second_app):
+        assert first_app.state.entitlement_cache is not second_app.state.entitlement_cache
+        owner = await signed_up(first, own_db)
+        response = await first.post(
+            f"/api/v1/orgs/{owner.org_id}/subscription",
+            json={
+                "plan_id": "clinic_monthly",
+                "seats": 1,
+                "payment_method": "pm_card_visa",
+                "trial": False,
+            },
+            headers=owner.auth,
+        )
+        assert response.status_code == 201, response.text
+        async with own_db.session_scope() as session:
+            issued = await client_service.create_client(
+                session,
+                name="scribe-two-instances",
+                actor=Actor.system("test"),
+                rate_limit_per_second=1000,
+            )
+        body = {"org_id": owner.org_id, "user_id": owner.user_id, "feature": "notes"}
+
+        async def remaining(client: httpx.AsyncClient) -> int:
+            raw = json.dumps(body).encode()
+            headers = sign_headers(
+                key_id=issued.key_id,
+                secret=secret_key(issued.secret),
+                method="POST",
+                path=CHECK,
+                body=raw,
+            )
+            headers["Content-Type"] = "application/json"
+            answer = await client.post(CHECK, content=raw, headers=headers)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["allowed"] is True
+            return int(answer.json()["remaining"])
+
+        # Both instances cache the snapshot (one seat: 400 notes a month).
+        assert await remaining(second) == 400
+        assert await remaining(first) == 400
+        assert second_app.state.entitlement_cache.get(owner.org_id, 3600) is not None
+
+        response = await first.patch(
+            f"/api/v1/orgs/{owner.org_id}/subscription", json={"seats": 2}, headers=owner.auth
+        )
+        assert response.status_code == 200, response.text
+        assert await remaining(first) == 800  # this instance dropped its own at the commit
+        # The other drops it when the published invalidation arrives (well before the hour).
+        seen = 400
+        for _ in range(100):
+            seen = await remaining(second)
+            if seen == 800:
+                break
+            await asyncio.sleep(0.02)
+        assert seen == 800
+
+        # A change committed outside any app instance (the worker processing a webhook, a CLI
+        # command) is published through a short-lived connection and reaches both.
+        async with own_db.session_scope() as session:
+            await subscription_service.change_subscription(
+                session,
+                LocalProvider(),
+                actor=Actor.system("test"),
+                role="owner",
+                org_id=owner.org_id,
+                seats=3,
+            )
+        for client in (first, second):
+            for _ in range(100):
+                seen = await remaining(client)
+                if seen == 1200:
+                    break
+                await asyncio.sleep(0.02)
+            assert seen == 1200
+        await default_cache.drain()
