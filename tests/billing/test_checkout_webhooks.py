@@ -111,7 +111,7 @@ async def _trial_emails(db: Database, org_id: str) -> list[str]:
         rows = await session.scalars(
             select(OutboxEmail).where(OutboxEmail.template == "billing_trial_will_end")
         )
-        return [row.to_address for row in rows if org_id in row.body_text]
+        return [str(row.to_address) for row in rows if org_id in (row.body_text or "")]
 
 
 async def _addresses(db: Database, user_ids: list[str]) -> list[str]:
@@ -180,9 +180,10 @@ async def test_trial_will_end_email_once_per_event(
             select(OutboxEmail).where(OutboxEmail.template == "billing_trial_will_end")
         )
         assert email is not None
-        assert "2026-12-02" in email.subject
-        assert "add a payment method" in email.body_text
-        assert f"https://accounts.clinic-example.org/orgs/{org_id}/billing" in email.body_text
+        assert "2026-12-02" in (email.subject or "")
+        text = email.body_text or ""
+        assert "add a payment method" in text
+        assert f"https://accounts.clinic-example.org/orgs/{org_id}/billing" in text
     # Processing the stored event again (a job retried after its commit) sends nothing more.
     async with db.session_scope() as session:
         assert await webhooks.process(session, notice["id"], None) == "already_processed"
@@ -331,6 +332,7 @@ async def test_setup_checkout_makes_the_saved_card_the_default(
     )
     assert await _process(db, completed, provider) == "payment_method_updated"
     customer = await v1.customers.retrieve_async(remote.customer)
+    assert customer.invoice_settings is not None
     assert customer.invoice_settings.default_payment_method == card.id
     async with db.session_scope(write=False) as session:
         sub = await session.scalar(select(Subscription).where(Subscription.org_id == clinic.org_id))

@@ -132,6 +132,10 @@ async def test_checkout_then_portal_with_the_stripe_sdk(
     assert (
         await client.post(f"{base}/portal-session", json={}, headers=admin.auth)
     ).status_code == 403
+    # Stripe refuses (no portal configuration saved in the dashboard): 409, not a 500.
+    stripe_hosted_pages.refuse_portal[0] = True
+    response = await client.post(f"{base}/portal-session", json={}, headers=owner.auth)
+    assert (response.status_code, response.json()["code"]) == (409, "payment_provider_refused")
 
     actions = await _actions(db, owner.org_id)
     assert actions.count("billing:checkout_session:created") == 2

@@ -81,3 +81,9 @@ class InvalidReturnUrl(AppError):
     status = 422
     code = "invalid_return_url"
     title = "Return addresses must be on this service's public URL"
+
+
+class PaymentProviderRefused(AppError):
+    status = 409
+    code = "payment_provider_refused"
+    title = "The payment provider refused the request"

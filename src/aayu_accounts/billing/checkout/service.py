@@ -29,11 +29,16 @@ from aayu_accounts.billing.errors import (
     InvalidReturnUrl,
     NoSubscription,
     NotSupportedByProvider,
+    PaymentProviderRefused,
     SeatsBelowUsage,
     SubscriptionExists,
     UnknownPlan,
 )
-from aayu_accounts.billing.payment_provider.base import CheckoutRequest, PaymentProvider
+from aayu_accounts.billing.payment_provider.base import (
+    CheckoutRequest,
+    PaymentProvider,
+    ProviderRefused,
+)
 from aayu_accounts.billing.payment_provider.base import NotSupportedByProvider as ProviderLacks
 from aayu_accounts.billing.subscription import repository
 from aayu_accounts.billing.subscription.service import active_plan, check_seats, price_of
@@ -74,6 +79,14 @@ def _not_supported(provider: PaymentProvider, feature: str) -> NotSupportedByPro
     )
 
 
+def _refused(refused: ProviderRefused) -> PaymentProviderRefused:
+    return PaymentProviderRefused(
+        f"Stripe refused the request ({refused.code}); check the account's settings "
+        "(customer portal configuration, Checkout).",
+        extra={"provider_code": refused.code},
+    )
+
+
 async def create_portal_session(
     session: AsyncSession,
     provider: PaymentProvider,
@@ -98,6 +111,8 @@ async def create_portal_session(
         )
     except ProviderLacks:
         raise _not_supported(provider, "customer portal") from None
+    except ProviderRefused as refused:
+        raise _refused(refused) from None
     await record(
         session,
         AuditAction.PORTAL_SESSION_CREATED,
@@ -177,6 +192,8 @@ async def create_checkout_session(
         url = await provider.create_checkout_session(request, op_id=new_id())
     except ProviderLacks:
         raise _not_supported(provider, "Checkout") from None
+    except ProviderRefused as refused:
+        raise _refused(refused) from None
     await record(
         session,
         AuditAction.CHECKOUT_SESSION_CREATED,

@@ -75,6 +75,15 @@ class NotSupportedByProvider(Exception):
         super().__init__(feature)
 
 
+class ProviderRefused(Exception):
+    """The provider refused a request for a reason of its own (a 4xx other than a decline,
+    e.g. no portal configuration saved); ``code`` is the provider's error code."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        super().__init__(code)
+
+
 @dataclass(frozen=True)
 class CheckoutRequest:
     """A hosted Checkout page for a clinic.

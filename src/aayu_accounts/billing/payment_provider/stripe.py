@@ -33,6 +33,7 @@ from aayu_accounts.billing.payment_provider.base import (
     InvoiceState,
     PaymentDeclined,
     PriceSpec,
+    ProviderRefused,
     SubscriptionState,
 )
 from aayu_accounts.config import Settings
@@ -397,12 +398,15 @@ class StripeProvider:
 
     async def create_portal_session(self, *, customer_id: str, return_url: str, op_id: str) -> str:
         v1 = self.client.v1
-        created = await self._call(
-            lambda: v1.billing_portal.sessions.create_async(
-                {"customer": customer_id, "return_url": return_url},
-                self._key(op_id, "portal_session"),
+        try:
+            created = await self._call(
+                lambda: v1.billing_portal.sessions.create_async(
+                    {"customer": customer_id, "return_url": return_url},
+                    self._key(op_id, "portal_session"),
+                )
             )
-        )
+        except stripe.InvalidRequestError as refused:
+            raise ProviderRefused(str(refused.code or "invalid_request")) from None
         return str(created.url)
 
     async def create_checkout_session(self, request: CheckoutRequest, *, op_id: str) -> str:
@@ -432,12 +436,15 @@ class StripeProvider:
             # Setup mode needs the method types (or a currency) to know what to offer.
             params["payment_method_types"] = ["card"]
             params["setup_intent_data"] = {"metadata": metadata}
-        created = await self._call(
-            lambda: v1.checkout.sessions.create_async(
-                params,  # type: ignore[arg-type]
-                self._key(op_id, f"checkout:{request.mode}"),
+        try:
+            created = await self._call(
+                lambda: v1.checkout.sessions.create_async(
+                    params,  # type: ignore[arg-type]
+                    self._key(op_id, f"checkout:{request.mode}"),
+                )
             )
-        )
+        except stripe.InvalidRequestError as refused:
+            raise ProviderRefused(str(refused.code or "invalid_request")) from None
         return str(created.url)
 
     async def setup_payment_method(self, setup_intent_id: str) -> str | None:
