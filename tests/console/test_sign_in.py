@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
+from html import unescape
+
 import httpx
 
 from aayu_accounts.db import Database
-from tests.console.helpers import csrf_of, submit
-from tests.identity.accounts.helpers import register, verify
+from tests.console.helpers import csrf_of, page, sign_in, submit
+from tests.identity.accounts.helpers import (
+    register,
+    solve_captcha,
+    strong_password,
+    token_from_email,
+    unique_email,
+    verify,
+)
 
 
 async def test_sign_in_page_renders_under_the_strict_csp(console: httpx.AsyncClient) -> None:
@@ -81,3 +92,88 @@ async def test_signed_out_visitors_are_sent_to_sign_in(console: httpx.AsyncClien
     response = await console.get("/account")
     assert response.status_code == 303
     assert response.headers["location"].startswith("/sign-in?next=")
+
+
+async def test_sign_up_then_verify_through_the_emailed_link(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    email = unique_email("signup")
+    password = strong_password()
+    weak = await submit(
+        console,
+        "/sign-up",
+        "/sign-up",
+        {"email": email, "password": "password", "full_name": "A", "organization_name": "B"},
+    )
+    assert weak.status_code == 422
+    assert 'value="A"' in weak.text  # what was typed stays, the password does not
+    created = await submit(
+        console,
+        "/sign-up",
+        "/sign-up",
+        {
+            "email": email,
+            "password": password,
+            "full_name": "Asha Verma",
+            "organization_name": "Lotus Family Clinic",
+        },
+    )
+    assert created.status_code == 303
+    assert "Check your inbox" in (await page(console, created.headers["location"])).text
+    token = await token_from_email(db, email, "verify_email")
+    link = f"/verify-email?token={token}"
+    opened = await console.get(link)
+    assert opened.status_code == 200  # opening the link changes nothing
+    verified = await submit(console, link, "/verify-email", {"token": token})
+    assert verified.status_code == 303
+    again = await submit(console, link, "/verify-email", {"token": token})
+    assert again.status_code == 400
+    assert "invalid, already used or expired" in again.text
+    assert (await sign_in(console, email, password)).status_code == 303
+
+
+async def test_password_reset_through_the_emailed_link(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    account = await register(console)
+    await verify(console, db, account)
+    asked = await submit(
+        console, "/reset-password/request", "/reset-password/request", {"email": account.email}
+    )
+    assert asked.status_code == 303
+    token = await token_from_email(db, account.email, "password_reset")
+    link = f"/reset-password?token={token}"
+    weak = await submit(console, link, "/reset-password", {"token": token, "new_password": "abc"})
+    assert weak.status_code == 422
+    new = strong_password()
+    done = await submit(console, link, "/reset-password", {"token": token, "new_password": new})
+    assert done.status_code == 303
+    assert (await sign_in(console, account.email, new)).status_code == 303
+
+
+async def test_captcha_after_repeated_failures_shows_the_widget(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    account = await register(console)
+    await verify(console, db, account)
+    answer = None
+    for _ in range(4):
+        answer = await sign_in(console, account.email, "Wrong-password-123")
+    assert answer is not None
+    assert answer.status_code == 401
+    assert "<altcha-widget" in answer.text
+    assert 'src="/static/vendor/altcha/altcha.js' in answer.text
+    found = re.search(r'challengejson="([^"]+)"', answer.text)
+    assert found is not None
+    challenge = json.loads(unescape(found[1]))
+    solved = await submit(
+        console,
+        "/sign-in",
+        "/sign-in",
+        {
+            "email": account.email,
+            "password": account.password,
+            "captcha": solve_captcha(challenge),
+        },
+    )
+    assert solved.status_code == 303, solved.text

@@ -22,13 +22,14 @@ class FormError:
     code: str
     details: list[str] = field(default_factory=list)
     fields: list[str] = field(default_factory=list)
+    status: int = 400
 
     @classmethod
     def of(cls, error: AppError) -> FormError:
         details = [str(r.get("message", "")) for r in error.extra.get("reasons", []) or []]
         fields = [str(f) for f in error.extra.get("fields", []) or []]
         message = error.detail if error.code == "validation_error" and fields else error_text(error)
-        return cls(message, error.code, [d for d in details if d], fields)
+        return cls(message, error.code, [d for d in details if d], fields, error.status)
 
 
 _FIELD_LABELS = {

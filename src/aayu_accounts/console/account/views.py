@@ -70,7 +70,7 @@ async def _overview(request: Request, ctx: SignedInPage, **extra: object) -> Res
     for key in ("password_error", "mfa_error"):
         error = values.get(key)
         if isinstance(error, FormError):
-            status = 400
+            status = error.status
     return render(request, "account/overview.html", values, status_code=status)
 
 
