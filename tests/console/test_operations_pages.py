@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import httpx
+from sqlalchemy import update
+
+from aayu_accounts.audit.actions import AuditAction
+from aayu_accounts.audit.service import EventQuery, list_platform_events
 from aayu_accounts.console.operations.signals import (
     capability_status,
     duration_text,
@@ -10,9 +15,14 @@ from aayu_accounts.console.operations.signals import (
     p95_from_buckets,
     process_totals,
 )
+from aayu_accounts.db import Database
+from aayu_accounts.models.user import User
 from aayu_accounts.observability.alert.evaluator import Snapshot
 from aayu_accounts.rollout.auto_rollback.monitor import Thresholds
 from aayu_accounts.rollout.outcomes import Capability, Outcome, OutcomeWindow
+from tests.console.helpers import csrf_of, submit
+from tests.console.test_billing_pages import as_browser
+from tests.identity.accounts.helpers import Account, login, signed_up, totp_now
 
 
 def _snapshot(  # noqa: PLR0917 - six counters, positional for the tables below
@@ -106,3 +116,148 @@ def test_process_totals_and_durations() -> None:
     assert duration_text(3600 * 26 + 60) == "1 d 2 h"
     assert duration_text(3900) == "1 h 5 min"
     assert duration_text(None) == "unknown"
+
+
+# --- the pages ----------------------------------------------------------------------------
+
+
+async def platform_admin_with_mfa(console: httpx.AsyncClient, db: Database) -> Account:
+    """A platform administrator who enrolled TOTP (the session token rotates on enrollment)."""
+    account = await signed_up(console, db)
+    async with db.session_scope() as session:
+        await session.execute(
+            update(User).where(User.id == account.user_id).values(is_platform_admin=True)
+        )
+    fresh = await login(console, account)
+    account.token = fresh.json()["token"]
+    console.cookies.clear()
+    started = await console.post("/api/v1/me/mfa/totp", headers=account.auth)
+    assert started.status_code == 200, started.text
+    confirmed = await console.post(
+        "/api/v1/me/mfa/totp/confirm",
+        json={"code": totp_now(started.json()["secret"])},
+        headers=account.auth,
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    account.token = confirmed.json()["token"] or account.token
+    console.cookies.clear()
+    return account
+
+
+async def test_operations_needs_a_platform_admin_with_mfa(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    owner = await signed_up(console, db)
+    as_browser(console, owner)
+    assert (await console.get("/operations")).status_code == 403
+    async with db.session_scope() as session:
+        await session.execute(
+            update(User).where(User.id == owner.user_id).values(is_platform_admin=True)
+        )
+    console.cookies.clear()
+    fresh = await login(console, owner)
+    assert "token" in fresh.json(), fresh.text
+    owner.token = fresh.json()["token"]
+    as_browser(console, owner)
+    refused = await console.get("/operations")
+    assert refused.status_code == 403  # a platform admin, but without MFA
+
+
+async def test_overview_shows_criteria_status_flags_and_charts(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    admin = await platform_admin_with_mfa(console, db)
+    as_browser(console, admin)
+    page = await console.get("/operations")
+    assert page.status_code == 200, page.text
+    assert "MRR against the $5,000 goal" in page.text
+    assert 'id="criterion-migrated"' in page.text
+    assert 'id="criterion-shadow"' in page.text
+    assert 'id="criterion-uptime"' in page.text
+    assert 'id="auto-rollback-state"' in page.text
+    for key in ("NEW_AUTH", "NEW_DATABASE", "BILLING", "SHADOW_WRITES", "FALLBACK"):
+        assert f'id="flag-{key}"' in page.text
+    assert page.text.count("<svg") >= 7  # the MRR goal and six charts
+    assert 'type="range"' in page.text
+    assert 'href="/operations/rollback"' in page.text
+
+
+async def test_flag_change_through_htmx_is_saved_audited_and_swapped(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    admin = await platform_admin_with_mfa(console, db)
+    as_browser(console, admin)
+    page = await console.get("/operations")
+    response = await console.post(
+        "/operations/flags/NEW_AUTH",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "enabled": "on",
+            "rollout_percent": "25",
+            "allow_users": "beta-1, beta-2",
+            "schedule": "2031-01-01T09:00Z 50\n2031-01-03T09:00Z off",
+        },
+        headers={"Origin": "https://testserver", "HX-Request": "true"},
+    )
+    assert response.status_code == 200, response.text
+    assert "<html" not in response.text  # the flag's card only
+    assert 'id="flag-NEW_AUTH"' in response.text
+    assert "on · 25 %" in response.text
+    assert "2031-01-01T09:00Z 50" in response.text
+    api = await console.get("/api/v1/admin/flags/NEW_AUTH", headers=admin.auth)
+    body = api.json()
+    assert (body["enabled"], body["rollout_percent"]) == (True, 25)
+    assert body["allow"]["user_ids"] == ["beta-1", "beta-2"]
+    assert [s["rollout_percent"] for s in body["schedule"]] == [50, None]
+    async with db.session_scope(write=False) as session:
+        events = await list_platform_events(
+            session, EventQuery(action=AuditAction.FLAG_UPDATED, actor_id=admin.user_id)
+        )
+    assert [e.target_id for e in events.items] == ["NEW_AUTH"]
+
+    invalid = await console.post(
+        "/operations/flags/NEW_AUTH",
+        data={"csrf_token": csrf_of(page.text), "rollout_percent": "250"},
+        headers={"Origin": "https://testserver", "HX-Request": "true"},
+    )
+    assert invalid.status_code == 422
+    assert 'data-code="validation_error"' in invalid.text
+    bad_schedule = await console.post(
+        "/operations/flags/NEW_AUTH",
+        data={"csrf_token": csrf_of(page.text), "rollout_percent": "5", "schedule": "soon 10"},
+        headers={"Origin": "https://testserver"},
+    )
+    assert bad_schedule.status_code == 422
+    assert "Schedule line 1" in bad_schedule.text
+
+
+async def test_rollback_has_a_confirmation_step_then_records_the_incident(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    admin = await platform_admin_with_mfa(console, db)
+    as_browser(console, admin)
+    await submit(
+        console,
+        "/operations",
+        "/operations/flags/NEW_AUTH",
+        {"enabled": "on", "rollout_percent": "25"},
+    )
+    confirm = await console.get("/operations/rollback")
+    assert confirm.status_code == 200
+    assert 'id="confirm-rollback"' in confirm.text
+    assert "NEW_AUTH" in confirm.text
+    done = await console.post(
+        "/operations/rollback",
+        data={"csrf_token": csrf_of(confirm.text), "reason": "console test"},
+        headers={"Origin": "https://testserver"},
+    )
+    assert done.status_code == 303, done.text
+    incident_page = await console.get(done.headers["location"])
+    assert incident_page.status_code == 200
+    assert 'id="incident-reason">console test<' in incident_page.text
+    assert "# Incident" in incident_page.text  # the report
+    flag = (await console.get("/api/v1/admin/flags/NEW_AUTH", headers=admin.auth)).json()
+    assert flag["enabled"] is False
+    listing = await console.get("/operations/incidents")
+    assert "console test" in listing.text
+    assert (await console.get("/operations/incidents/nope")).status_code == 404

@@ -40,3 +40,8 @@ async def queue_email(
 async def recent(session: AsyncSession, limit: int = 50) -> Sequence[OutboxEmail]:
     """The newest messages, for the development console's outbox page."""
     return await repository.latest(session, limit)
+
+
+async def message(session: AsyncSession, email_id: str) -> OutboxEmail | None:
+    """One outbox message (the development console's message view)."""
+    return await repository.get(session, email_id)

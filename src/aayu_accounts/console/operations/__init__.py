@@ -1,1 +1,1 @@
-"""Operations pages (platform administrators with MFA): flags, rollback, incidents, alerts, charts."""
+"""Operations pages (platform administrators with MFA): flags, rollback, incidents, charts."""

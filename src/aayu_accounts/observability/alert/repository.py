@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.models.alert import Alert
@@ -28,6 +28,13 @@ async def pending_in_group(session: AsyncSession, group: str) -> Sequence[Alert]
 
 async def firing(session: AsyncSession) -> Sequence[Alert]:
     query = select(Alert).where(Alert.status == "firing").order_by(Alert.fired_at)
+    return (await session.scalars(query)).all()
+
+
+async def recent(session: AsyncSession, limit: int) -> Sequence[Alert]:
+    """Firing alerts first, then the others, each group most recently raised first."""
+    firing_first = case((Alert.status == "firing", 0), else_=1)
+    query = select(Alert).order_by(firing_first, Alert.last_raised_at.desc()).limit(limit)
     return (await session.scalars(query)).all()
 
 

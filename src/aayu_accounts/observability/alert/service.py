@@ -95,6 +95,11 @@ async def raise_alert(
             _send_direct(key, level.value, FIRING, summary=summary, runbook=runbook, labels=labels)
 
 
+async def recent_alerts(session: AsyncSession, *, limit: int = 50) -> list[Alert]:
+    """Firing alerts first, then resolved and notices, newest first (the operations console)."""
+    return list(await repository.recent(session, limit))
+
+
 async def resolve_alert(target: AlertTarget, key: str, *, summary: str | None = None) -> None:
     """Resolve ``key`` if it fires; a resolved notification follows. No-op otherwise."""
     if isinstance(target, AsyncSession):

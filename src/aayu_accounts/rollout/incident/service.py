@@ -122,6 +122,11 @@ async def list_incidents(session: AsyncSession, *, limit: int = 50) -> list[Inci
     return [view(i) for i in await repository.latest(session, limit)]
 
 
+async def get_incident(session: AsyncSession, incident_id: str) -> IncidentView | None:
+    incident = await repository.get(session, incident_id)
+    return view(incident) if incident is not None else None
+
+
 def render_report(incident: IncidentView) -> str:
     """The report as a Markdown file: what happened, flags before and after, metrics."""
     lines = [
