@@ -5,14 +5,17 @@ Each instance has its own entitlement cache (``app.state.entitlement_cache``, bo
 requests) and its own Redis subscription, as two processes would; the lifetime is an hour, so
 only the published invalidation can explain the second instance's new answer. Embedded mode
 (SQLite, no Redis) has one process, where the in-process drop is all there is.
+
+Also: one usage event sent at the same moment to both instances (separate connections from a
+real pool, through the signed endpoint) is recorded once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -30,9 +33,11 @@ from aayu_accounts.client.signing import secret_key, sign_headers
 from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
+from aayu_accounts.kit import clock
 from tests.identity.accounts.helpers import signed_up
 
 CHECK = "/api/v1/service/entitlements/check"
+USAGE = "/api/v1/service/usage"
 
 
 @pytest.fixture
@@ -47,55 +52,76 @@ def settings(settings: Settings) -> Settings:
     )
 
 
-async def test_a_seat_change_on_one_instance_reaches_the_other(
-    own_db: Database, settings: Settings, keyring: Keyring, billing: BillingRuntime
-) -> None:
-    if not settings.redis_url:
-        pytest.skip("instances share invalidations through Redis (the PostgreSQL backend)")
+Instance = Callable[[], AbstractAsyncContextManager[tuple[httpx.AsyncClient, Any]]]
+
+
+@pytest.fixture
+def instance(own_db: Database, settings: Settings, keyring: Keyring) -> Instance:
+    """An app instance on the test's own database (a real pool: separate connections, as
+    separate processes would have), sharing Redis with the others on the PostgreSQL backend."""
     own_settings = settings.model_copy(update={"database_url": str(own_db.engine.url)})
 
     @asynccontextmanager
-    async def instance() -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    async def factory() -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
         application = create_app(own_settings, database=own_db, keyring=keyring)
         async with LifespanManager(application):
             transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
                 yield c, application
 
+    return factory
+
+
+async def _service_key(db: Database) -> tuple[str, str]:
+    async with db.session_scope() as session:
+        issued = await client_service.create_client(
+            session,
+            name="scribe-two-instances",
+            actor=Actor.system("test"),
+            rate_limit_per_second=1000,
+        )
+    return issued.key_id, issued.secret
+
+
+async def _signed(
+    client: httpx.AsyncClient, key: tuple[str, str], path: str, body: dict[str, Any]
+) -> httpx.Response:
+    raw = json.dumps(body).encode()
+    headers = sign_headers(
+        key_id=key[0], secret=secret_key(key[1]), method="POST", path=path, body=raw
+    )
+    headers["Content-Type"] = "application/json"
+    return await client.post(path, content=raw, headers=headers)
+
+
+async def _subscribe(client: httpx.AsyncClient, owner: Any, seats: int = 1) -> None:
+    response = await client.post(
+        f"/api/v1/orgs/{owner.org_id}/subscription",
+        json={
+            "plan_id": "clinic_monthly",
+            "seats": seats,
+            "payment_method": "pm_card_visa",
+            "trial": False,
+        },
+        headers=owner.auth,
+    )
+    assert response.status_code == 201, response.text
+
+
+async def test_a_seat_change_on_one_instance_reaches_the_other(
+    instance: Instance, own_db: Database, settings: Settings, billing: BillingRuntime
+) -> None:
+    if not settings.redis_url:
+        pytest.skip("instances share invalidations through Redis (the PostgreSQL backend)")
     async with instance() as (first, first_app), instance() as (second, second_app):
         assert first_app.state.entitlement_cache is not second_app.state.entitlement_cache
         owner = await signed_up(first, own_db)
-        response = await first.post(
-            f"/api/v1/orgs/{owner.org_id}/subscription",
-            json={
-                "plan_id": "clinic_monthly",
-                "seats": 1,
-                "payment_method": "pm_card_visa",
-                "trial": False,
-            },
-            headers=owner.auth,
-        )
-        assert response.status_code == 201, response.text
-        async with own_db.session_scope() as session:
-            issued = await client_service.create_client(
-                session,
-                name="scribe-two-instances",
-                actor=Actor.system("test"),
-                rate_limit_per_second=1000,
-            )
+        await _subscribe(first, owner)
+        key = await _service_key(own_db)
         body = {"org_id": owner.org_id, "user_id": owner.user_id, "feature": "notes"}
 
         async def remaining(client: httpx.AsyncClient) -> int:
-            raw = json.dumps(body).encode()
-            headers = sign_headers(
-                key_id=issued.key_id,
-                secret=secret_key(issued.secret),
-                method="POST",
-                path=CHECK,
-                body=raw,
-            )
-            headers["Content-Type"] = "application/json"
-            answer = await client.post(CHECK, content=raw, headers=headers)
+            answer = await _signed(client, key, CHECK, body)
             assert answer.status_code == 200, answer.text
             assert answer.json()["allowed"] is True
             return int(answer.json()["remaining"])
@@ -138,3 +164,30 @@ async def test_a_seat_change_on_one_instance_reaches_the_other(
                 await asyncio.sleep(0.02)
             assert seen == 1200
         await default_cache.drain()
+
+
+async def test_one_usage_event_sent_at_once_to_two_instances_counts_once(
+    instance: Instance, own_db: Database
+) -> None:
+    """The scribe backend retries a note's usage while the first delivery is still in
+    flight, and the load balancer sends the copies to different instances: one is recorded."""
+    async with instance() as (first, _), instance() as (second, _):
+        owner = await signed_up(first, own_db)
+        await _subscribe(first, owner)
+        key = await _service_key(own_db)
+        usage = {
+            "event_id": "note-concurrent-0001",
+            "org_id": owner.org_id,
+            "user_id": owner.user_id,
+            "metric": "notes",
+            "quantity": 1,
+            "occurred_at": clock.now().isoformat(),
+        }
+        answers = await asyncio.gather(
+            *(_signed(client, key, USAGE, usage) for client in (first, second, first, second))
+        )
+        assert [a.status_code for a in answers] == [202] * 4, [a.text for a in answers]
+        assert sorted(a.json()["recorded"] for a in answers) == [False, False, False, True]
+        for client in (first, second):
+            response = await client.get(f"/api/v1/orgs/{owner.org_id}/usage", headers=owner.auth)
+            assert response.json()["metrics"]["notes"]["used"] == 1
