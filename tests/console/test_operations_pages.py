@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from sqlalchemy import update
 
@@ -261,3 +263,22 @@ async def test_rollback_has_a_confirmation_step_then_records_the_incident(
     listing = await console.get("/operations/incidents")
     assert "console test" in listing.text
     assert (await console.get("/operations/incidents/nope")).status_code == 404
+
+
+async def test_development_outbox_lists_and_shows_messages(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    admin = await platform_admin_with_mfa(console, db)
+    as_browser(console, admin)
+    listing = await console.get("/outbox")
+    assert listing.status_code == 200, listing.text
+    link = re.search(r'<a href="(/outbox/[^"]+)">', listing.text)
+    assert link is not None  # at least the admin's own verification email
+    message = await console.get(link.group(1))
+    assert message.status_code == 200
+    assert 'id="message-body"' in message.text
+    assert (await console.get("/outbox/not-an-id")).status_code == 404
+    console.cookies.clear()
+    owner = await signed_up(console, db)
+    as_browser(console, owner)
+    assert (await console.get("/outbox")).status_code == 403

@@ -244,6 +244,7 @@ async def operations_page(ctx: PlatformAdminPage, request: Request) -> Response:
             "criteria": _criteria(overview),
             "charts": _charts(request, overview),
             "flag_errors": {},
+            "production": request.app.state.settings.is_production,
         },
     )
 
@@ -359,6 +360,7 @@ async def save_flag(ctx: PlatformAdminPage, request: Request, key: str) -> Respo
                 "criteria": _criteria(overview),
                 "charts": _charts(request, overview),
                 "flag_errors": {key: FormError.of(result)},
+                "production": request.app.state.settings.is_production,
             },
             status_code=result.status,
         )
