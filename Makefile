@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest test-long bench clean install install-dev security-lint
+.PHONY: run test lint typecheck pytest test-long bench clean install install-dev security-lint chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(DEV_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(DEV_STAMP)
 
+## chromium: Debian's headless browser for tests/browser (Playwright drives it; no download)
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
 install: $(STAMP)
 install-dev: $(DEV_STAMP)
 
@@ -29,7 +33,7 @@ run: $(STAMP)
 	$(BIN)/aayu-accounts serve --host 127.0.0.1 --port 8000
 
 ## make test: lint, format check, strict type checks, then the whole suite (SQLite + PostgreSQL)
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) chromium
 	$(BIN)/ruff check src tests migrations bench
 	$(BIN)/ruff format --check src tests migrations bench
 	$(BIN)/mypy
@@ -43,7 +47,7 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-pytest: $(DEV_STAMP)
+pytest: $(DEV_STAMP) chromium
 	$(BIN)/pytest
 
 ## make security-lint: bandit on src (skips justified in pyproject.toml) and pip-audit on the venv

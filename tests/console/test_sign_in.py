@@ -177,3 +177,13 @@ async def test_captcha_after_repeated_failures_shows_the_widget(
         },
     )
     assert solved.status_code == 303, solved.text
+
+
+async def test_console_pages_let_the_browser_send_the_forms_origin(
+    console: httpx.AsyncClient,
+) -> None:
+    """Under the API's "no-referrer" a browser posts forms with "Origin: null", which the CSRF
+    middleware refuses; console pages use "same-origin"."""
+    response = await console.get("/sign-in")
+    assert response.headers["referrer-policy"] == "same-origin"
+    assert (await console.get("/health")).headers["referrer-policy"] == "no-referrer"

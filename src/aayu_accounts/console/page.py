@@ -316,8 +316,15 @@ def page_context(request: Request) -> dict[str, Any]:
     }
 
 
+# The app's default "no-referrer" makes a browser send "Origin: null" with a form's POST,
+# which the CSRF middleware must refuse; "same-origin" sends our origin to ourselves only.
+CONSOLE_REFERRER_POLICY = "same-origin"
+
+
 def finish_response(request: Request, response: Response) -> None:
-    """Cookies every console answer may need: the pre-session cookie, a consumed flash."""
+    """What every console answer needs: a referrer policy under which the browser sends the
+    form's Origin, the pre-session cookie, a consumed flash removed."""
+    response.headers["Referrer-Policy"] = CONSOLE_REFERRER_POLICY
     new_pre = getattr(request.state, "new_pre_session", None)
     if new_pre:
         response.set_cookie(

@@ -1,0 +1,226 @@
+"""Browser tests: the real server (``aayu-accounts serve`` in a subprocess, as ``make run``
+starts it) on a free loopback port, a real SMTP server on loopback capturing its emails, and
+Debian's headless ``chromium`` driven by Playwright (its bundled driver; no browser download).
+
+Fixtures:
+* ``live_server`` (module): ``LiveServer`` with ``.url``, ``.emails`` (an ``Inbox``) and
+  ``.env`` (the ``AAYU_*`` environment, e.g. to run CLI commands against the same database).
+* ``browser`` (module): a launched Chromium; ``page`` (function): a fresh context and page
+  whose console errors and CSP violations fail the test.
+* ``screenshot(page, name)``: saves ``test-output/browser/<name>.png``.
+
+Without ``/usr/bin/chromium`` the tests skip, unless ``AAYU_REQUIRE_SERVICES=1`` (CI), where
+they fail: ``make test`` installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+
+from tests.email.smtp_server import RecordingHandler, smtp_server
+from tests.fixtures.services import REQUIRE_SERVICES
+
+CHROMIUM = os.environ.get("AAYU_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parents[2]
+OUTPUT = ROOT / "test-output" / "browser"
+CLI = [sys.executable, "-m", "aayu_accounts"]
+_EXPECTED_4XX = "Failed to load resource: the server responded with a status of 4"
+_TOKEN_LINK = re.compile(r"https?://[^\s\"'<>]+[?&]token=[A-Za-z0-9_\-]+")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Inbox:
+    """The messages the server sent through SMTP."""
+
+    handler: RecordingHandler
+
+    def to(self, address: str) -> list[Message]:
+        return [m for m in self.handler.messages if address in str(m.get("To", ""))]
+
+    def link_to(self, address: str, path: str) -> str:
+        """The last link to ``path`` (e.g. ``/verify-email``) emailed to ``address``."""
+        for message in reversed(self.to(address)):
+            for part in message.walk():
+                if part.get_content_maintype() != "text":
+                    continue
+                payload = part.get_payload(decode=True)
+                text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+                for link in _TOKEN_LINK.findall(text):
+                    if path in link:
+                        return str(link)
+        raise AssertionError(f"no email to {address} links to {path}")
+
+
+@dataclass
+class LiveServer:
+    url: str
+    emails: Inbox
+    env: dict[str, str] = field(default_factory=dict)
+
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        done = subprocess.run(
+            [*CLI, *args],
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)  # readiness polling of a starting process, not a timing assumption
+    raise RuntimeError("the server did not start in time")
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    var_dir = tmp_path_factory.mktemp("browser-var")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with smtp_server() as (handler, smtp_port):
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AAYU_")},
+            # Development, as `make run`: plain HTTP on loopback, cookies without Secure.
+            "AAYU_ENV": "development",
+            "AAYU_DATABASE_URL": f"sqlite+aiosqlite:///{var_dir / 'aayu.db'}",
+            "AAYU_VAR_DIR": str(var_dir),
+            "AAYU_SECRETS_DIR": str(var_dir / "secrets"),
+            "AAYU_LEGACY_STORE_DIR": str(var_dir / "legacy-store"),
+            "AAYU_PUBLIC_URL": url,
+            "AAYU_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+            "AAYU_JOB_POLL_SECONDS": "0.2",
+            # Cheap hashing and proof of work keep the journeys quick.
+            "AAYU_ARGON2_MEMORY_KIB": "1024",
+            "AAYU_ARGON2_TIME_COST": "1",
+            "AAYU_ALTCHA_MAX_NUMBER": "5000",
+            "AAYU_LOG_LEVEL": "WARNING",
+        }
+        subprocess.run(
+            [*CLI, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120
+        )
+        log = (var_dir / "server.log").open("wb")
+        process = subprocess.Popen(
+            [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until_up(url, process)
+            yield LiveServer(url=url, emails=Inbox(handler), env=env)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+
+
+def _chromium_or_skip() -> str:
+    if os.path.exists(CHROMIUM) or shutil.which(CHROMIUM):
+        return CHROMIUM
+    message = f"{CHROMIUM} is missing (make test installs Debian's chromium)"
+    if REQUIRE_SERVICES:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    executable = _chromium_or_skip()
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def page(browser: Browser, live_server: LiveServer) -> AsyncIterator[Page]:
+    """A fresh browser context (no cookies) on the live server. Console errors (a script
+    refused by the CSP, a failed load) and requests leaving the server fail the test."""
+    context = await browser.new_context(
+        base_url=live_server.url, viewport={"width": 1024, "height": 768}
+    )
+    problems: list[str] = []
+    outside: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        # A 4xx page (a refused sign-in) is logged as a failed load: that is the app's
+        # answer, not a page fault. Everything else (a CSP refusal, a script error) counts.
+        if message.type == "error" and not message.text.startswith(_EXPECTED_4XX):
+            problems.append(message.text)
+
+    new_page = await context.new_page()
+    new_page.on("console", on_console)
+    new_page.on("pageerror", lambda error: problems.append(str(error)))
+    new_page.on(
+        "request",
+        lambda request: (
+            None
+            if request.url.startswith((live_server.url, "data:", "blob:"))
+            else outside.append(request.url)
+        ),
+    )
+    try:
+        yield new_page
+    finally:
+        await context.close()
+    assert not outside, f"the page loaded something from outside the service: {outside}"
+    assert not problems, f"browser console errors: {problems}"
+
+
+async def screenshot(page: Page, name: str) -> Path:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    path = OUTPUT / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path
