@@ -72,3 +72,33 @@ async def test_verify_checkpoint_export_and_tamper(tmp_path: Path) -> None:
     assert "BROKEN at event 2: modified" in human.stderr
     later = run_cli("audit", "verify", "--from", "3", "--json", cwd=tmp_path, env=env)
     assert later.returncode == 0, later.stdout
+
+
+async def test_public_keys_let_an_auditor_verify_and_rotate_with_keys(tmp_path: Path) -> None:
+    database = tmp_path / "cli.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    env = {"AAYU_DATABASE_URL": url, "AAYU_VAR_DIR": str(tmp_path / "var")}
+    assert run_cli("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    await _seed(url, tmp_path, 2)
+    assert run_cli("audit", "checkpoint", cwd=tmp_path, env=env).returncode == 0
+
+    printed = run_cli("audit", "public-key", "--json", cwd=tmp_path, env=env)
+    assert printed.returncode == 0, printed.stderr
+    document = json.loads(printed.stdout)
+    assert document["algorithm"] == "Ed25519"
+    assert [(k["key_id"], k["current"]) for k in document["keys"]] == [("audit-signing:v1", True)]
+    keys = tmp_path / "audit-public-keys.json"
+    keys.write_text(printed.stdout)
+    verified = run_cli(
+        "audit", "verify", "--public-keys", str(keys), "--json", cwd=tmp_path, env=env
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["checkpoints_checked"] == 1
+
+    rotated = run_cli("keys", "rotate", "audit-signing", cwd=tmp_path, env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    listed = run_cli("audit", "public-key", cwd=tmp_path, env=env)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["audit-signing:v1", "audit-signing:v2"]
+    assert lines[0].endswith("(current)")  # v2 signs once its activation delay has passed
