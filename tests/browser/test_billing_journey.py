@@ -78,7 +78,7 @@ async def test_owner_subscribes_with_a_test_card_and_sees_the_invoice(
     await page.get_by_role("link", name="Billing").click()
     await expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible()
     await page.get_by_label("Plan", exact=True).select_option("clinic_monthly")
-    await page.get_by_label("Seats").fill("2")
+    await page.get_by_label("Seats", exact=True).fill("2")
     await page.get_by_label("Card (test payment method)").fill("pm_card_visa")
     await page.get_by_role("button", name="Preview the invoice").click()
     preview = page.locator("#invoice-preview")
