@@ -7,6 +7,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from aayu_accounts.db import Database, create_engine
 from tests.audit.helpers import seed
 from tests.fixtures.database import make_settings
@@ -74,6 +76,7 @@ async def test_verify_checkpoint_export_and_tamper(tmp_path: Path) -> None:
     assert later.returncode == 0, later.stdout
 
 
+@pytest.mark.timeout(240)  # six CLI processes; each pays the interpreter's start-up
 async def test_public_keys_let_an_auditor_verify_and_rotate_with_keys(tmp_path: Path) -> None:
     database = tmp_path / "cli.db"
     url = f"sqlite+aiosqlite:///{database}"
