@@ -282,3 +282,61 @@ async def test_development_outbox_lists_and_shows_messages(
     owner = await signed_up(console, db)
     as_browser(console, owner)
     assert (await console.get("/outbox")).status_code == 403
+
+
+_REFERENCE = re.compile(r'\b(?:src|href|action|hx-get|hx-post)="([^"]*)"')
+
+
+def external_references(html: str) -> list[str]:
+    """Every src/href/action (and htmx URL) that is not a same-origin path or fragment."""
+    return [
+        ref
+        for ref in _REFERENCE.findall(html)
+        if not (ref.startswith(("/", "#", "?")) and not ref.startswith("//"))
+    ]
+
+
+async def test_no_page_of_these_areas_references_anything_outside_the_service(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    admin = await platform_admin_with_mfa(console, db)
+    as_browser(console, admin)
+    await submit(console, "/operations/rollback", "/operations/rollback", {"reason": "refs"})
+    incident = re.search(
+        r'href="(/operations/incidents/[^"]+)"', (await console.get("/operations/incidents")).text
+    )
+    assert incident is not None
+    outbox = re.search(r'href="(/outbox/[^"]+)"', (await console.get("/outbox")).text)
+    assert outbox is not None
+    admin_pages = [
+        "/operations",
+        "/operations/rollback",
+        "/operations/incidents",
+        incident.group(1),
+        "/outbox",
+        outbox.group(1),
+    ]
+    console.cookies.clear()
+    owner = await signed_up(console, db)
+    as_browser(console, owner)
+    await submit(
+        console,
+        "/billing",
+        "/billing/subscribe",
+        {"plan_id": "clinic_monthly", "seats": "1", "payment_method": "pm_card_visa"},
+    )
+    owner_pages = ["/billing", "/audit", "/audit?outcome=success"]
+    for account, pages in ((admin, admin_pages), (owner, owner_pages)):
+        as_browser(console, account)
+        for path in pages:
+            response = await console.get(path)
+            assert response.status_code == 200, path
+            assert external_references(response.text) == [], path
+    review = await submit(
+        console, "/billing", "/billing/change/review", {"plan_id": "clinic_monthly", "seats": "2"}
+    )
+    assert external_references(review.text) == []
+    assert external_references('<a href="https://cdn.example/x.js">') == [
+        "https://cdn.example/x.js"
+    ]
+    assert external_references('<img src="//cdn.example/x.png">') == ["//cdn.example/x.png"]
