@@ -141,6 +141,9 @@ def create_app(  # noqa: PLR0915 - the composition root: every area's start, sto
         description="Identity, billing and safe rollout for the Aayu Well medical scribe.",
         lifespan=lifespan,
         responses=_problem_responses(400, 404, 405, 413, 422, 500, 503),
+        # FastAPI's native OpenTelemetry is unused (metrics are Prometheus, observability/);
+        # left on, it looks up the global providers and the environment on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.periodic_registrations = []

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -59,6 +60,30 @@ async def test_redis_limits_are_shared_between_instances(redis: Any) -> None:
     refused = await two.hit(item, "user", "u")
     assert not refused.allowed
     assert refused.headers()["Retry-After"] == refused.headers()["RateLimit-Reset"]
+
+
+async def test_concurrent_hits_are_each_counted_in_one_round_trip(redis: Any) -> None:
+    """Hits that arrive together share one pipelined round trip, yet each is counted: of 12
+    simultaneous requests against 5/minute exactly 5 pass, and a second instance agrees."""
+    shared = prefix()
+    one, two = Limiter(redis=redis, key_prefix=shared), Limiter(redis=redis, key_prefix=shared)
+    item = parse_limit("5/minute")
+    sent: list[int] = []
+    original = redis.pipeline
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        sent.append(1)
+        return original(*args, **kwargs)
+
+    redis.pipeline = counting_pipeline
+    try:
+        decisions = await asyncio.gather(*(one.hit(item, "user", "burst") for _ in range(12)))
+    finally:
+        del redis.pipeline
+    assert [d.allowed for d in decisions].count(True) == 5
+    assert len(sent) <= 2  # one batch (a second only if Redis had to load the script)
+    assert not (await two.hit(item, "user", "burst")).allowed
+    assert (await two.hit(item, "user", "someone else")).allowed
 
 
 async def test_without_redis_each_instance_is_stricter(dead_redis: Any) -> None:

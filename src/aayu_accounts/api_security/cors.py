@@ -11,7 +11,7 @@ gets no CORS headers, which browsers treat as denial.
 from __future__ import annotations
 
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aayu_accounts.api_security.responses import header, send_problem
 from aayu_accounts.errors import AppError
@@ -68,4 +68,26 @@ class AllowlistCorsMiddleware:
                 scope, send, CorsOriginDenied(f"The origin {origin[:100]!r} is not allowed.")
             )
             return
+        if origin is None:
+            # Not a cross-origin request (most API traffic): no CORS headers to work out, only
+            # the ``Vary: Origin`` Starlette's middleware would add, so caches keep the
+            # answers to different origins apart.
+            await self.app(scope, receive, _vary_on_origin(send))
+            return
         await self._cors(scope, receive, send)
+
+
+def _vary_on_origin(send: Send) -> Send:
+    async def send_varying(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            raw = list(message.get("headers") or [])
+            varies = [value for name, value in raw if name.lower() == b"vary"]
+            if varies:
+                raw = [pair for pair in raw if pair[0].lower() != b"vary"]
+                raw.append((b"vary", b", ".join([*varies, b"Origin"])))
+            else:
+                raw.append((b"vary", b"Origin"))
+            message["headers"] = raw
+        await send(message)
+
+    return send_varying

@@ -188,7 +188,11 @@ class CsrfMiddleware:
             return
 
         async def send_bound(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            # Only a response that sets cookies can sign someone in; the scan of the raw list
+            # spares every other response the header parsing.
+            if message["type"] == "http.response.start" and any(
+                name.lower() == b"set-cookie" for name, _ in message.get("headers") or ()
+            ):
                 bind_csrf_cookie(message)
             await send(message)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aayu_accounts.api_security.csrf import SESSION_COOKIE
@@ -42,6 +41,41 @@ def content_security_policy(nonce: str, path: str) -> str:
     )
 
 
+# The fixed headers as raw (name, value) pairs, built once: each is added unless the response
+# set its own.
+_FIXED: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"permissions-policy", PERMISSIONS_POLICY.encode()),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+)
+
+
+def add_security_headers(
+    message: Message, csp: str, hsts: bytes | None, authenticated: bool
+) -> None:
+    """Add the headers to an ``http.response.start`` message, in place, on its raw list."""
+    raw = message.get("headers")
+    raw = list(raw) if raw is not None else []
+    present = {name.lower() for name, _ in raw}
+    if b"content-security-policy" not in present:
+        raw.append((b"content-security-policy", csp.encode("latin-1")))
+    raw.extend(pair for pair in _FIXED if pair[0] not in present)
+    if hsts is not None and b"strict-transport-security" not in present:
+        raw.append((b"strict-transport-security", hsts))
+    if authenticated:
+        # Responses for a signed-in caller must not linger in shared or browser caches (a
+        # clinic's shared workstation): no-store replaces whatever the route said.
+        if b"cache-control" in present:
+            raw = [pair for pair in raw if pair[0].lower() != b"cache-control"]
+        raw.append((b"cache-control", b"no-store"))
+        if b"pragma" not in present:
+            raw.append((b"pragma", b"no-cache"))
+    message["headers"] = raw
+
+
 def is_authenticated_request(scope: Scope) -> bool:
     return (
         cookie(scope, SESSION_COOKIE) is not None
@@ -61,8 +95,10 @@ class SecurityHeadersMiddleware:
         nonce = secrets.token_urlsafe(16)
         scope.setdefault("state", {})["csp_nonce"] = nonce
         app_state = scope["app"].state
-        hsts = not app_state.settings.is_development
-        max_age = app_state.api_security_settings.hsts_max_age_seconds
+        hsts = None
+        if not app_state.settings.is_development:
+            max_age = app_state.api_security_settings.hsts_max_age_seconds
+            hsts = f"max-age={max_age}; includeSubDomains".encode()
         authenticated = is_authenticated_request(scope)
         path = scope["path"]
 
@@ -72,23 +108,9 @@ class SecurityHeadersMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("Content-Security-Policy", content_security_policy(nonce, path))
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "no-referrer")
-                headers.setdefault("X-Frame-Options", "DENY")
-                headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
-                headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-                headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
-                if hsts:
-                    headers.setdefault(
-                        "Strict-Transport-Security", f"max-age={max_age}; includeSubDomains"
-                    )
-                if authenticated:
-                    # Responses for a signed-in caller must not linger in shared or browser
-                    # caches (a clinic's shared workstation).
-                    headers["Cache-Control"] = "no-store"
-                    headers.setdefault("Pragma", "no-cache")
+                add_security_headers(
+                    message, content_security_policy(nonce, path), hsts, authenticated
+                )
             await send(message)
 
         try:

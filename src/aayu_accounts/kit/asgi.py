@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 
@@ -34,6 +35,9 @@ client_ip_var: ContextVar[str | None] = ContextVar("client_ip", default=None)
 user_agent_var: ContextVar[str | None] = ContextVar("user_agent", default=None)
 
 access_log = structlog.get_logger("aayu_accounts.access")
+# The standard-library logger under it: asking it whether INFO is on costs a dict lookup,
+# where building a structlog event that the level filter then drops costs a bind per request.
+_access_stdlib = logging.getLogger("aayu_accounts.access")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -95,21 +99,39 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        incoming = headers.get(REQUEST_ID_HEADER, "")
-        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        # One pass over the raw headers for the three this needs (the last of a repeated
+        # header wins, as in a dict built from them).
+        incoming = forwarded_for = raw_agent = None
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                incoming = value
+            elif key == b"user-agent":
+                raw_agent = value
+            elif key == b"x-forwarded-for":
+                forwarded_for = value
+        request_id = (
+            incoming.decode("latin-1")
+            if incoming is not None and _VALID_REQUEST_ID.match(incoming.decode("latin-1"))
+            else os.urandom(16).hex()
+        )
         client = scope.get("client")
         peer = client[0] if client else None
-        ip = resolve_client_ip(peer, headers.get("x-forwarded-for"), self.trusted)
-        user_agent = headers.get("user-agent", "")[:300]
-        scope.setdefault("state", {})
-        scope["state"].update(request_id=request_id, client_ip=ip, user_agent=user_agent)
+        ip = resolve_client_ip(
+            peer,
+            forwarded_for.decode("latin-1") if forwarded_for is not None else None,
+            self.trusted,
+        )
+        user_agent = raw_agent[:300].decode("latin-1") if raw_agent is not None else ""
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["client_ip"] = ip
+        state["user_agent"] = user_agent
         tokens = (
             request_id_var.set(request_id),
             client_ip_var.set(ip),
             user_agent_var.set(user_agent),
         )
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        log_tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
         status = 500
         response_started = False
         started = time.perf_counter()
@@ -134,18 +156,19 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None)
-            access_log.info(
-                "http.request",
-                method=scope["method"],
-                path=scope["path"],
-                route=route,
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-                ip=ip,
-            )
+            if _access_stdlib.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "http.request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    route=route,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                    ip=ip,
+                )
             for observe in self.observers:
                 observe(scope["method"], route or "unmatched", status, elapsed)
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.reset_contextvars(**log_tokens)
             request_id_var.reset(tokens[0])
             client_ip_var.reset(tokens[1])
             user_agent_var.reset(tokens[2])

@@ -59,10 +59,23 @@ IS_LEADER = Gauge(
 )
 
 
+_request_children: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
+
+
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    status_class = f"{status // 100}xx"
-    HTTP_REQUEST_DURATION.labels(method, route, status_class).observe(seconds)
-    HTTP_REQUESTS.labels(method, route, status_class).inc()
+    # Children cached per (method, route template, status class): ``labels()`` validates and
+    # locks on every call, and this runs on every request. Bounded: route templates only.
+    key = (method, route, status // 100)
+    children = _request_children.get(key)
+    if children is None:
+        status_class = f"{status // 100}xx"
+        children = (
+            HTTP_REQUEST_DURATION.labels(method, route, status_class),
+            HTTP_REQUESTS.labels(method, route, status_class),
+        )
+        _request_children[key] = children
+    children[0].observe(seconds)
+    children[1].inc()
 
 
 def observe_statement(seconds: float) -> None:

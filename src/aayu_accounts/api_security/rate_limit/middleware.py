@@ -54,6 +54,9 @@ def limit_for(path: str, default: str, routes: dict[str, str]) -> tuple[str, Rat
 class RateLimitMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # The merged route table of the settings in force, built once rather than per request.
+        self._routes_of: object = None
+        self._routes: dict[str, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(SERVICE_PREFIX):
@@ -61,9 +64,9 @@ class RateLimitMiddleware:
             return
         runtime = scope["app"].state.api_security
         security = runtime.security
-        bucket, item = limit_for(
-            scope["path"], security.rate_limit_default, security.route_limits()
-        )
+        if self._routes_of is not security:
+            self._routes, self._routes_of = security.route_limits(), security
+        bucket, item = limit_for(scope["path"], security.rate_limit_default, self._routes)
         if item is None:
             await self.app(scope, receive, send)
             return
