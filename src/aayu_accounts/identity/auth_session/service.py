@@ -268,15 +268,31 @@ async def _password_path(
     account_key: str,
     presented_token_hash: str | None,
 ) -> LoginOutcome:
-    """The new path: the password checked against the identity store's Argon2id hash."""
-    user = await user_repository.get_by_email(session, email)
-    if user is None:
+    """The new path: the password checked against the identity store's Argon2id hash.
+
+    Read, verify, then write: the account is looked up in a read transaction that ends before
+    the hash is verified, and the writes (session, audit, counters) start afterwards, so no
+    sign-in holds SQLite's write lock or a pooled connection across the ~100 ms of Argon2id.
+    Unknown and known addresses take the same steps (lookup, one verification, one lookup by
+    id in the write transaction), so their timing stays alike.
+    """
+    found_id, read_hash = await _look_up_for_sign_in(session, email)
+    password_ok = False
+    if read_hash is None:
         await rt.hasher.verify_dummy(password)
+    else:
+        # The real hash is verified for deactivated and unverified accounts too: same cost.
+        password_ok = await rt.hasher.verify(read_hash, password)
+    # The write transaction begins here, with the account as it is now.
+    user = await user_repository.get(session, found_id or _NO_SUCH_USER)
+    if user is None:
         return await _fail(
             session, rt, ip=ip, account_key=account_key, user=None, reason="unknown_account"
         )
-    # The real hash is verified for deactivated and unverified accounts too: same cost.
-    password_ok = await rt.hasher.verify(user.password_hash, password)
+    if user.password_hash != read_hash:
+        # The password changed (or the hash was upgraded) between the read and now: judge
+        # the attempt against the current hash. Rare; only then is a hash verified here.
+        password_ok = await rt.hasher.verify(user.password_hash, password)
     if not password_ok:
         reason = "wrong_password"
     elif not user.is_active:
@@ -295,6 +311,28 @@ async def _password_path(
     return await _second_step_or_session(
         session, rt, user, presented_token_hash=presented_token_hash, path="new"
     )
+
+
+# An id no user has (ids are UUIDs): the unknown address's lookup by id, so both paths query.
+_NO_SUCH_USER = "00000000-0000-0000-0000-000000000000"
+
+
+async def _look_up_for_sign_in(session: AsyncSession, email: str) -> tuple[str | None, str | None]:
+    """(user id, password hash) for ``email``, read in a transaction that is over on return.
+
+    On SQLite the read begins ``DEFERRED`` (a reader in WAL mode takes no lock), and ending it
+    (a rollback: nothing was written) releases the connection before the hash is verified.
+    When the session already holds changes (it never does on the sign-in paths) its
+    transaction is kept and only the read happens.
+    """
+    pending = bool(session.new or session.dirty or session.deleted)
+    if not pending and not session.in_transaction():
+        await session.connection(execution_options={"sqlite_begin": "DEFERRED"})
+    user = await user_repository.get_by_email(session, email)
+    found = (user.id, user.password_hash) if user is not None else (None, None)
+    if not pending:
+        await session.rollback()
+    return found
 
 
 async def _second_step_or_session(
