@@ -244,10 +244,30 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(error_for_unexpected(exc), request)
 
 
+# SQLSTATE classes that mean "the database cannot serve now", not "this request is wrong":
+# 08 connection exception, 53 insufficient resources (too many connections), 57 operator
+# intervention (57014 statement timeout, 57P01/57P02 shutdown, 57P03 still starting up).
+# A restart of PostgreSQL produces all of them (tests/faults/test_database_restart.py).
+_OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
 def _is_dependency_outage(exc: BaseException) -> bool:
     if isinstance(exc, PoolTimeout | ConnectionError | OSError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    code = _sqlstate(exc)
+    return code is not None and code[:2] in _OUTAGE_SQLSTATE_CLASSES
 
 
 def install_error_handlers(app: FastAPI) -> None:
