@@ -54,6 +54,11 @@ class CheckoutStarted:
     mode: str
 
 
+def offers_hosted_pages(provider: PaymentProvider) -> bool:
+    """Whether the provider has Checkout and a customer portal (pages show their buttons)."""
+    return provider.name == "stripe"
+
+
 def billing_page_url(org_id: str) -> str:
     """The clinic's billing page (the default return address of hosted pages and emails)."""
     return f"{runtime.current().settings.public_url.rstrip('/')}/orgs/{org_id}/billing"
