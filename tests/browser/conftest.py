@@ -15,6 +15,7 @@ they fail: ``make test`` installs it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -32,6 +33,9 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
+from aayu_accounts import migrate
+from aayu_accounts.config import Settings
+from aayu_accounts.db import create_engine
 from tests.email.smtp_server import RecordingHandler, smtp_server
 from tests.fixtures.services import REQUIRE_SERVICES
 
@@ -102,22 +106,36 @@ class LiveServer:
         return done.stdout
 
 
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)  # readiness polling of a starting process, not a timing assumption
+async def _wait_until_up(url: str, process: subprocess.Popen[bytes], within: float = 90) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=1) as probe:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited with {process.returncode}")
+            try:
+                if (await probe.get(url + "/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)  # readiness polling of a starting process
     raise RuntimeError("the server did not start in time")
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+async def _migrated(env: dict[str, str]) -> None:
+    """The schema, migrated here (this process has the code loaded; a CLI run would import
+    it all again)."""
+    settings = Settings.model_validate(
+        {"env": "development", "database_url": env["AAYU_DATABASE_URL"]}
+    )
+    engine = create_engine(settings)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def live_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveServer]:
     var_dir = tmp_path_factory.mktemp("browser-var")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -139,18 +157,16 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             "AAYU_ALTCHA_MAX_NUMBER": "5000",
             "AAYU_LOG_LEVEL": "WARNING",
         }
-        subprocess.run(
-            [*CLI, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120
-        )
+        await _migrated(env)
         log = (var_dir / "server.log").open("wb")
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: ASYNC220 - started once; it runs beside the tests
             [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         try:
-            _wait_until_up(url, process)
+            await _wait_until_up(url, process)
             yield LiveServer(url=url, emails=Inbox(handler), env=env)
         finally:
             process.terminate()

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 
@@ -138,3 +139,15 @@ async def test_owner_invites_a_clinician_who_accepts_and_signs_in(
     await row.get_by_role("button", name="Change role").click()
     await expect(page.locator("tr", has_text=invitee).locator("select")).to_have_value("auditor")
     await screenshot(page, "journey-2-owner-members")
+
+
+async def test_the_demo_owner_signs_in_at_once(page: Page, live_server: LiveServer) -> None:
+    """`make run`: `demo init` prints credentials that sign in to the console straight away."""
+    printed = live_server.cli("demo", "init")
+    found = re.search(r"owner of .*?: (\S+)\s+password: (\S+)", printed)
+    assert found, printed
+    assert f"{live_server.url}/sign-in" in printed
+    await _sign_in(page, found[1], found[2])
+    await expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    await expect(page.get_by_role("navigation", name="Main")).to_contain_text("Clinic")
+    await screenshot(page, "demo-owner-signed-in")

@@ -93,3 +93,4 @@ def init() -> None:
     typer.echo("Demo data created. These passwords are shown only this once:")
     for item in created:
         typer.echo(f"  {item.what}: {item.email}  password: {item.password}")
+    typer.echo(f"Sign in to the console at {current.public_url}/sign-in")
