@@ -99,6 +99,24 @@ async def test_sign_up_verify_enroll_mfa_and_sign_in_with_totp(
     await expect(page.locator("#mfa .badge")).to_have_text("On")
     await screenshot(page, "journey-1-signed-in-with-totp")
 
+    # Idle: the page's clock jumps ahead; two minutes before the 15-minute timeout a warning
+    # offers to stay; "Stay signed in" resets it; at the timeout the page signs out.
+    await page.clock.install()
+    await page.reload()
+    await page.clock.fast_forward("13:30")
+    warning = page.get_by_role("alertdialog")
+    await expect(warning).to_be_visible()
+    await expect(warning.get_by_role("button", name="Stay signed in")).to_be_focused()
+    await screenshot(page, "journey-1-idle-warning")
+    await warning.get_by_role("button", name="Stay signed in").click()
+    await expect(warning).to_be_hidden()
+    await page.clock.fast_forward("13:30")
+    await expect(warning).to_be_visible()
+    await page.clock.fast_forward("02:00")
+    await expect(page.get_by_role("status")).to_contain_text("period of inactivity")
+    await page.goto("/account")
+    await expect(page).to_have_url(re.compile(r"/sign-in\?next="))
+
 
 async def test_owner_invites_a_clinician_who_accepts_and_signs_in(
     page: Page, live_server: LiveServer

@@ -196,3 +196,22 @@ async def test_required_policy_acceptance_at_sign_in(
     )
     assert accepted.status_code == 303
     assert (await page(console, "/account")).status_code == 200
+
+
+async def test_idle_timeout_reaches_the_page_and_a_stale_sign_out_still_clears(
+    console: httpx.AsyncClient, db: Database, frozen_clock: FrozenClock
+) -> None:
+    await _signed_in(console, db)
+    account = await page(console, "/account")
+    assert 'data-idle-timeout="900"' in account.text  # the session's 15 idle minutes
+    assert (await console.get("/session/ping")).json()["ok"] is True
+    frozen_clock.advance(timedelta(minutes=16))
+    # The page's timer posts the sign-out form; the session ended meanwhile on the server.
+    out = await console.post(
+        "/sign-out",
+        data={"csrf_token": hidden(account.text, "csrf_token"), "idle": "1"},
+        headers={"Origin": "https://testserver"},
+    )
+    assert out.status_code == 303
+    assert "aayu_session" not in console.cookies
+    assert "period of inactivity" in (await page(console, "/sign-in")).text

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aayu_accounts.api_security.csrf import CsrfFailed
 from aayu_accounts.console.forms import FormError, parse
 from aayu_accounts.console.page import (
     Page,
@@ -186,8 +187,14 @@ async def sign_in_mfa(ctx: Page, request: Request) -> Response:
 
 @router.post("/sign-out")
 async def sign_out(ctx: Page, request: Request) -> Response:
-    await read_form(request)
-    token_hash = _token_hash(request)
+    try:
+        form = await read_form(request)
+    except CsrfFailed:
+        if ctx.signed_in:
+            raise
+        # The session ended already (idle timeout): nothing to revoke, only cookies to clear.
+        form = {"idle": "1"}
+    token_hash = _token_hash(request) if ctx.signed_in else None
     runtime = get_runtime(request)
     if token_hash is not None:
 
@@ -195,7 +202,8 @@ async def sign_out(ctx: Page, request: Request) -> Response:
             await session_service.logout(session, runtime, token_hash)
 
         await attempt(request, work)
-    response = redirect(request, "/sign-in", flash="signed_out")
+    idle = form.get("idle") == "1"  # the page's idle timer signed out
+    response = redirect(request, "/sign-in", flash="idle_signed_out" if idle else "signed_out")
     clear_session_cookies(response, runtime.settings)
     return response
 

@@ -35,7 +35,15 @@
     function tick() {
       var left = remaining();
       if (left <= 0) {
-        window.location.assign("/sign-in?idle=1&next=" + encodeURIComponent(window.location.pathname));
+        // Sign out for real (the server would refuse the session anyway), then sign-in.
+        var form = document.getElementById("sign-out-form");
+        if (form && !form.dataset.sent) {
+          form.dataset.sent = "1";
+          form.elements.idle.value = "1";
+          form.submit();
+        } else if (!form) {
+          window.location.assign("/sign-in?idle=1");
+        }
         return;
       }
       if (left <= WARN_BEFORE_MS) {
