@@ -25,6 +25,7 @@ from asgi_lifespan import LifespanManager
 from aayu_accounts.api_security.service_client import service as client_service
 from aayu_accounts.app import create_app
 from aayu_accounts.audit.service import Actor
+from aayu_accounts.billing.entitlement.cache import CHANNEL_SUFFIX
 from aayu_accounts.billing.entitlement.cache import cache as default_cache
 from aayu_accounts.billing.payment_provider.local import LocalProvider
 from aayu_accounts.billing.runtime import BillingRuntime
@@ -34,6 +35,7 @@ from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
 from aayu_accounts.kit import clock
+from aayu_accounts.kit.redis_client import create_redis
 from tests.identity.accounts.helpers import signed_up
 
 CHECK = "/api/v1/service/entitlements/check"
@@ -191,3 +193,36 @@ async def test_one_usage_event_sent_at_once_to_two_instances_counts_once(
         for client in (first, second):
             response = await client.get(f"/api/v1/orgs/{owner.org_id}/usage", headers=owner.auth)
             assert response.json()["metrics"]["notes"]["used"] == 1
+
+
+async def test_invalidations_are_published_once_after_commit_never_on_rollback(
+    db: Database, settings: Settings, billing: BillingRuntime
+) -> None:
+    """DESIGN rule 3: what a rolled-back transaction marked is not announced; a committed one
+    is announced once per org however often the transaction marked it."""
+    if not settings.redis_url:
+        pytest.skip("publishing needs Redis (the PostgreSQL backend)")
+    listener = create_redis(settings)
+    assert listener is not None
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(f"{settings.redis_prefix}{CHANNEL_SUFFIX}")
+    try:
+        with pytest.raises(RuntimeError):
+            async with db.session_scope() as session:
+                default_cache.mark(session, "org-rolled-back")
+                raise RuntimeError("the change failed")
+        async with db.session_scope() as session:
+            for _ in range(3):
+                default_cache.mark(session, "org-committed")
+        await default_cache.drain()
+        received = []
+        for _ in range(20):
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            if message is not None:
+                received.append(json.loads(message["data"]))
+            elif received:
+                break
+        assert received == [{"orgs": ["org-committed"]}]
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await listener.aclose()
