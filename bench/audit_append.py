@@ -7,6 +7,13 @@ triggers, in a second database migrated the same way), without the lock, the hea
 link or the hashing. The
 ratio chained/plain is the cost of tamper evidence; targets: >= 0.5 and >= 2,000 events/s.
 
+What bounds each side is printed under the table, so a run on a busy machine still says
+something: "raw" inserts the same rows through bare asyncpg connections (no SQLAlchemy session,
+no pool pre-ping: the database's own ceiling with group commit), "CPU/event" is this process's
+CPU time per event, and the wait states are sampled from ``pg_stat_activity`` every 5 ms while
+each side runs (``Lock:advisory`` is a writer queued on the chain lock, ``ClientRead`` a
+backend waiting for this process, ``IO:WALSync`` a commit waiting for its WAL flush).
+
     python -m bench audit_append      (AAYU_BENCH_DATABASE_URL overrides the PostgreSQL server)
 """
 
@@ -16,11 +23,13 @@ import asyncio
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import insert, make_url, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -75,13 +84,53 @@ async def _database(name: str, var_dir: Path) -> Database:
     return Database(engine)
 
 
-async def _timed(writers: int, work: Callable[[int], Awaitable[None]]) -> float:
+@dataclass
+class Measured:
+    seconds: float
+    cpu_seconds: float
+    waits: Counter[str] = field(default_factory=Counter)
+
+    def top_waits(self, count: int = 3) -> str:
+        total = sum(self.waits.values()) or 1
+        return ", ".join(f"{name} {n / total:.0%}" for name, n in self.waits.most_common(count))
+
+
+async def _sample_waits(database: str, waits: Counter[str], stop: asyncio.Event) -> None:
+    connection = await asyncpg.connect(_dsn(SERVER))
+    try:
+        while not stop.is_set():
+            rows = await connection.fetch(
+                "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = "
+                "'client backend'",
+                database,
+            )
+            for row in rows:
+                wait = f"{row['wait_event_type']}:{row['wait_event']}" if row[1] else "running"
+                waits[f"{row['state']} {wait}"] += 1
+            await asyncio.sleep(0.005)
+    finally:
+        await connection.close()
+
+
+async def _timed(writers: int, work: Callable[[int], Awaitable[None]], database: str) -> Measured:
+    stop = asyncio.Event()
+    waits: Counter[str] = Counter()
+    sampler = asyncio.create_task(_sample_waits(database, waits, stop))
+    cpu = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*(work(w) for w in range(writers)))
-    return time.perf_counter() - started
+    measured = Measured(time.perf_counter() - started, time.process_time() - cpu, waits)
+    stop.set()
+    await sampler
+    return measured
 
 
-async def _chained(db: Database, scenario: Scenario) -> float:
+def _dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _chained(db: Database, scenario: Scenario, database: str) -> Measured:
     per_writer = EVENTS // WRITERS // scenario.events_per_transaction
 
     async def writer(number: int) -> None:
@@ -98,15 +147,20 @@ async def _chained(db: Database, scenario: Scenario) -> float:
                         details={"method": "password", "mfa": False},
                     )
 
-    return await _timed(WRITERS, writer)
+    return await _timed(WRITERS, writer, database)
 
 
-async def _plain(source: Database, target: Database, scenario: Scenario) -> float:
+async def _rows(source: Database) -> list[dict[str, object]]:
     async with source.session_scope(write=False) as session:
-        rows = [
+        return [
             {column: getattr(event, column) for column in COLUMNS}
             for event in (await session.scalars(select(AuditEvent))).all()
         ]
+
+
+async def _plain(
+    rows: list[dict[str, object]], target: Database, scenario: Scenario, database: str
+) -> Measured:
     size = scenario.events_per_transaction
     units = [rows[i : i + size] for i in range(0, len(rows), size)]
 
@@ -117,30 +171,82 @@ async def _plain(source: Database, target: Database, scenario: Scenario) -> floa
                     # A Core insert per row, as record() makes (no ORM unit of work either side).
                     await session.execute(insert(AuditEvent).values(**row))
 
-    return await _timed(WRITERS, writer)
+    return await _timed(WRITERS, writer, database)
 
 
-async def _run() -> list[tuple[str, float, float]]:
-    results: list[tuple[str, float, float]] = []
+async def _raw(
+    rows: list[dict[str, object]], url: str, scenario: Scenario, database: str
+) -> Measured:
+    """The same rows through bare asyncpg: the database's ceiling without our stack."""
+    columns = ", ".join(COLUMNS)
+    marks = ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
+    statement = f"INSERT INTO audit_events ({columns}) VALUES ({marks})"  # noqa: S608 - fixed
+    size = scenario.events_per_transaction
+    units = [rows[i : i + size] for i in range(0, len(rows), size)]
+    connections = [await asyncpg.connect(_dsn(url)) for _ in range(WRITERS)]
+    for connection in connections:
+        await connection.set_type_codec(
+            "json", encoder=_json_text, decoder=lambda text: text, schema="pg_catalog"
+        )
+
+    async def writer(number: int) -> None:
+        connection = connections[number]
+        for unit in units[number::WRITERS]:
+            async with connection.transaction():
+                for row in unit:
+                    await connection.execute(statement, *(row[c] for c in COLUMNS))
+
+    try:
+        return await _timed(WRITERS, writer, database)
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+def _json_text(value: object) -> str:
+    import json  # noqa: PLC0415 - only the raw baseline needs it
+
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Result:
+    scenario: str
+    events: int
+    chained: Measured
+    plain: Measured
+    raw: Measured
+
+    def rate(self, side: Measured) -> float:
+        return self.events / side.seconds
+
+
+async def _database_pair(tmp: Path) -> tuple[list[str], list[Database]]:
+    suffix = uuid.uuid4().hex[:8]
+    names = [f"aayu_bench_{side}_{suffix}" for side in ("chain", "plain", "raw")]
+    return names, [await _database(name, tmp) for name in names]
+
+
+async def _run() -> list[Result]:
+    results: list[Result] = []
     with TemporaryDirectory() as tmp:
         for scenario in SCENARIOS:
-            suffix = uuid.uuid4().hex[:8]
-            names = (f"aayu_bench_chain_{suffix}", f"aayu_bench_plain_{suffix}")
-            chained_db = await _database(names[0], Path(tmp))
-            plain_db = await _database(names[1], Path(tmp))
+            names, (chained_db, plain_db, raw_db) = await _database_pair(Path(tmp))
             try:
                 await _warm_up(chained_db, plain_db)
-                chained_seconds = await _chained(chained_db, scenario)
-                plain_seconds = await _plain(chained_db, plain_db, scenario)
+                chained = await _chained(chained_db, scenario, names[0])
+                rows = await _rows(chained_db)
+                plain = await _plain(rows, plain_db, scenario, names[1])
+                raw_url = make_url(SERVER).set(database=names[2]).render_as_string(False)
+                raw = await _raw(rows, raw_url, scenario, names[2])
                 async with chained_db.session_scope(write=False) as session:
                     report = await verify_chain(session)
                 if not report.ok:
                     raise SystemExit(f"the chain broke under load: {report.problem}")
-                count = report.checked
-                results.append((scenario.name, count / chained_seconds, count / plain_seconds))
+                results.append(Result(scenario.name, report.checked, chained, plain, raw))
             finally:
-                await chained_db.dispose()
-                await plain_db.dispose()
+                for db in (chained_db, plain_db, raw_db):
+                    await db.dispose()
                 for name in names:
                     await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return results
@@ -157,17 +263,33 @@ async def _warm_up(*databases: Database) -> None:
 
 def main() -> None:
     results = asyncio.run(_run())
-    header = f"{'scenario':<26} {'chained/s':>10} {'plain/s':>10} {'ratio':>6}  target"
+    header = f"{'scenario':<26} {'chained/s':>10} {'plain/s':>10} {'ratio':>6} {'raw/s':>8}  target"
     print(header)
     print("-" * len(header))
-    for name, chained, plain in results:
+    for result in results:
+        chained, plain = result.rate(result.chained), result.rate(result.plain)
         verdict = "ok" if chained >= 2000 and chained / plain >= 0.5 else "MISSED"
-        print(f"{name:<26} {chained:>10.0f} {plain:>10.0f} {chained / plain:>6.2f}  {verdict}")
+        print(
+            f"{result.scenario:<26} {chained:>10.0f} {plain:>10.0f} {chained / plain:>6.2f} "
+            f"{result.rate(result.raw):>8.0f}  {verdict}"
+        )
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
         f"({WRITERS} concurrent writers, {EVENTS} events per run, PostgreSQL; "
         f"{os.cpu_count()} CPUs, load average {load})"
     )
+    print("\nwhat bounds each side (this process's CPU per event; backends' wait states):")
+    for result in results:
+        for name, side in (
+            ("chained", result.chained),
+            ("plain", result.plain),
+            ("raw", result.raw),
+        ):
+            per_event = 1e6 * side.cpu_seconds / result.events
+            print(
+                f"  {result.scenario:<26} {name:<8} {per_event:>6.0f} us CPU/event; "
+                f"{side.top_waits()}"
+            )
 
 
 if __name__ == "__main__":
