@@ -7,7 +7,8 @@ only the published invalidation can explain the second instance's new answer. Em
 (SQLite, no Redis) has one process, where the in-process drop is all there is.
 
 Also: one usage event sent at the same moment to both instances (separate connections from a
-real pool, through the signed endpoint) is recorded once.
+real pool, through the signed endpoint) is recorded once; invalidations are published after
+the commit only, once per org.
 """
 
 from __future__ import annotations
