@@ -38,6 +38,7 @@ from aayu_accounts.config import PaymentProvider, Settings
 from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
 from aayu_accounts.kit.clock import FrozenClock
+from aayu_accounts.models.audit_event import AuditEvent
 from aayu_accounts.models.invoice import Invoice
 from aayu_accounts.models.outbox_email import OutboxEmail
 from aayu_accounts.models.subscription import Subscription
@@ -297,6 +298,15 @@ async def test_completed_checkout_links_the_stripe_subscription_in_either_order(
             assert (sub.status, sub.seats, sub.plan_id) == ("active", 2, "clinic_monthly")
     assert outcomes[first.org_id] == ["subscription_linked", "refetched"]
     assert outcomes[second.org_id] == ["refetched", "already_linked"]
+    # Audited where the completion did something: the first clinic's link only.
+    async with db.session_scope(write=False) as session:
+        audited = (
+            await session.scalars(
+                select(AuditEvent.org_id).where(AuditEvent.action == "billing:checkout:completed")
+            )
+        ).all()
+    assert first.org_id in audited
+    assert second.org_id not in audited
 
 
 async def test_setup_checkout_makes_the_saved_card_the_default(

@@ -403,7 +403,7 @@ async def _checkout_completed(
         )
     else:
         return "ignored_mode"
-    if outcome.endswith("_linked") or outcome == "payment_method_updated":
+    if outcome in ("subscription_linked", "payment_method_updated"):
         await record(
             session,
             AuditAction.CHECKOUT_COMPLETED,
