@@ -6,9 +6,12 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.db import Database
 from aayu_accounts.kit.clock import FrozenClock
+from aayu_accounts.models.audit_event import AuditEvent
 from tests.identity.accounts.helpers import (
     Account,
     emails_to,
@@ -204,6 +207,67 @@ async def test_deactivation_revokes_every_session_at_once(
     assert back.json()["active"] is True
 
 
+async def test_role_change_ends_the_members_sessions_and_is_audited(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """A privilege change issues no new privileges to old tokens: every session of the member
+    (the caller's own too, when they change their own role) ends, and the audit says so."""
+    owner = await signed_up(client, db)
+    member = await invite_and_join(client, db, owner, "clinician")
+    second = (await login(client, member)).json()["token"]
+    client.cookies.clear()
+    tokens = (member.token, second)
+    for token in tokens:  # both cached by a first request
+        me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200
+    promoted = await client.patch(
+        f"/api/v1/orgs/{owner.org_id}/members/{member.user_id}",
+        json={"role": "admin"},
+        headers=owner.auth,
+    )
+    assert promoted.status_code == 200
+    assert promoted.json()["role"] == "admin"
+    for token in tokens:
+        me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 401
+    # The caller's own session is untouched by someone else's role change.
+    assert (await client.get("/api/v1/me", headers=owner.auth)).status_code == 200
+    fresh = (await login(client, member)).json()
+    client.cookies.clear()
+    assert fresh["user"]["memberships"][0]["role"] == "admin"
+
+    # Changing one's own role is a privilege change too: the caller's token ends with it.
+    second_owner = await invite_and_join(client, db, owner, "owner")
+    self_demoted = await client.patch(
+        f"/api/v1/orgs/{owner.org_id}/members/{second_owner.user_id}",
+        json={"role": "admin"},
+        headers=second_owner.auth,
+    )
+    assert self_demoted.status_code == 200
+    assert (await client.get("/api/v1/me", headers=second_owner.auth)).status_code == 401
+    # A request that changes nothing revokes nothing.
+    unchanged = await client.patch(
+        f"/api/v1/orgs/{owner.org_id}/members/{member.user_id}",
+        json={"role": "admin"},
+        headers=owner.auth,
+    )
+    assert unchanged.status_code == 200
+    still = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {fresh['token']}"})
+    assert still.status_code == 200
+
+    async with db.session_scope(write=False) as session:
+        changes = (
+            await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action == AuditAction.MEMBER_ROLE_CHANGED.value)
+                .where(AuditEvent.org_id == owner.org_id)
+                .order_by(AuditEvent.occurred_at)
+            )
+        ).all()
+        revoked = {(e.target_id, e.details["new"]): e.details["sessions_revoked"] for e in changes}
+    assert revoked == {(member.user_id, "admin"): 2, (second_owner.user_id, "admin"): 1}
+
+
 async def test_invitation_is_single_use_and_expires(
     client: httpx.AsyncClient, db: Database, frozen_clock: FrozenClock
 ) -> None:
@@ -364,7 +428,10 @@ async def test_me_shows_role_and_clinic_name_changes_at_once(
         json={"role": "auditor"},
         headers=owner.auth,
     )
-    assert (await my_membership())["role"] == "auditor"
+    # The role change ended the member's session; signed in again, they see the new role.
+    member.token = (await login(client, member)).json()["token"]
+    client.cookies.clear()
+    assert (await my_membership())["role"] == "auditor"  # cached again
     await client.patch(
         f"/api/v1/orgs/{owner.org_id}", json={"name": "Renamed Clinic"}, headers=owner.auth
     )

@@ -77,8 +77,8 @@ async def update_member(
     """Change a member's role and/or active flag.
 
     Raises :class:`NotFound` (not a member of this clinic), :class:`InsufficientRole` (an
-    admin touching an owner, or granting ownership) and :class:`LastOwner`. Deactivation
-    revokes every session of the member at once.
+    admin touching an owner, or granting ownership) and :class:`LastOwner`. A role change
+    and a deactivation both revoke every session of the member at once.
     """
     access.require(Permission.MEMBERS_UPDATE)
     membership = await repository.get(session, access.org_id, target_user_id, for_update=True)
@@ -105,6 +105,13 @@ async def update_member(
     actor = Actor.user(access.user_id)
     if role is not None and role != membership.role:
         old_role, membership.role = membership.role, role.value
+        # A privilege change ends the member's sessions (OWASP: a new session id at every
+        # change of privilege level): no token issued under the old role carries on; the
+        # member signs in again and gets a fresh one. The caller's own included, when they
+        # change their own role. See docs/security.md.
+        revoked = await session_service.revoke_all(
+            session, rt, target_user_id, reason="role_changed"
+        )
         session_service.forget_user(session, rt, target_user_id)  # /me shows the role
         await record(
             session,
@@ -113,7 +120,7 @@ async def update_member(
             org_id=access.org_id,
             target_type="user",
             target_id=target_user_id,
-            details={"old": old_role, "new": role.value},
+            details={"old": old_role, "new": role.value, "sessions_revoked": revoked},
         )
     if active is not None and active != membership.active:
         membership.active = active
