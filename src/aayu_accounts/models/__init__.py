@@ -3,6 +3,7 @@
 from aayu_accounts.models.alert import Alert
 from aayu_accounts.models.audit_archive_permit import AuditArchivePermit
 from aayu_accounts.models.audit_event import AuditEvent
+from aayu_accounts.models.audit_intake import AuditIntake
 from aayu_accounts.models.auth_session import AuthSession
 from aayu_accounts.models.base import Base
 from aayu_accounts.models.email_token import EmailToken
@@ -34,6 +35,7 @@ __all__ = [
     "Alert",
     "AuditArchivePermit",
     "AuditEvent",
+    "AuditIntake",
     "AuthSession",
     "Base",
     "EmailToken",
