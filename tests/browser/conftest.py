@@ -205,7 +205,8 @@ async def page(browser: Browser, live_server: LiveServer) -> AsyncIterator[Page]
     """A fresh browser context (no cookies) on the live server. Console errors (a script
     refused by the CSP, a failed load) and requests leaving the server fail the test."""
     context = await browser.new_context(
-        base_url=live_server.url, viewport={"width": 1024, "height": 768}
+        base_url=live_server.url,
+        viewport={"width": 820, "height": 1180},  # a tablet, portrait
     )
     problems: list[str] = []
     outside: list[str] = []

@@ -169,3 +169,23 @@ async def test_the_demo_owner_signs_in_at_once(page: Page, live_server: LiveServ
     await expect(page.get_by_role("heading", name="Your account")).to_be_visible()
     await expect(page.get_by_role("navigation", name="Main")).to_contain_text("Clinic")
     await screenshot(page, "demo-owner-signed-in")
+
+
+async def test_the_captcha_widget_works_under_the_csp(page: Page, live_server: LiveServer) -> None:
+    """After three failed sign-ins the ALTCHA widget (same-origin module, worker and CSS under
+    the strict CSP) solves its proof of work and the next sign-in passes."""
+    email, password = _email("captcha"), _password()
+    await _sign_up_and_verify(page, live_server, email, password)
+    for _ in range(3):
+        await _sign_in(page, email, "Wrong-password-123")
+        await expect(page.get_by_role("alert")).to_contain_text("incorrect")
+    await _sign_in(page, email, password)
+    await expect(page.get_by_role("alert")).to_contain_text("solve the check")
+    widget = page.locator("altcha-widget")
+    await expect(widget).to_be_visible()
+    await page.get_by_label("Password").fill(password)
+    await widget.get_by_role("checkbox").click()  # starts the proof of work in a worker
+    await expect(widget.locator("[data-state='verified']")).to_have_count(1, timeout=30_000)
+    await screenshot(page, "captcha-solved")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Your account")).to_be_visible()
