@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from aayu_accounts.billing import dunning, runtime
+from aayu_accounts.billing.entitlement import cache as entitlement_cache
 from aayu_accounts.billing.payment_provider.factory import get_provider
 from aayu_accounts.billing.plan.catalog import load_catalog
 from aayu_accounts.billing.plan.service import seed_plans
@@ -39,6 +40,9 @@ def _run(work: Callable[[Database], Awaitable[T]]) -> T:
         try:
             return await work(db)
         finally:
+            # A command exits right after its commit: let the entitlement-cache invalidations
+            # it published after commit reach the other instances first.
+            await entitlement_cache.cache.drain()
             await keys.stop()
 
     return run_with_db(runner)
