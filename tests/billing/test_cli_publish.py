@@ -41,7 +41,8 @@ def test_a_command_publishes_its_invalidations_before_it_exits(
     }.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    listener = redis.Redis.from_url(REDIS_URL).pubsub(ignore_subscribe_messages=True)
+    client = redis.Redis.from_url(REDIS_URL)
+    listener = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     listener.subscribe(f"{prefix}{CHANNEL_SUFFIX}")
 
     async def work(_db: Database) -> None:
