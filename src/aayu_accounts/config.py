@@ -11,7 +11,7 @@ import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -156,6 +156,12 @@ class Settings(BaseSettings):
     )
     audit_s3_timeout_seconds: float = Field(
         default=10.0, gt=0, description="timeout of one object-store call"
+    )
+    audit_append_mode: Literal["inline", "deferred"] = Field(
+        default="inline",
+        description="`inline`: each event is linked into the chain in its own transaction "
+        "(commits take turns); `deferred` (PostgreSQL): linked right after commit, in batches "
+        "(docs/audit.md)",
     )
 
     # Passwords: Argon2id at the strategy's cost (m=64 MiB, t=3, p=1). Each hash holds
