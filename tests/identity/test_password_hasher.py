@@ -140,6 +140,9 @@ class CountingHasher(PasswordHasher):
         self.lock = threading.Lock()
         self.running = 0
         self.peak = 0
+        self.finished = 0
+        self.all_finished = threading.Event()
+        self.expected = 0
 
     def _verify_sync(self, stored_hash: str, password: str) -> bool:
         with self.lock:
@@ -150,6 +153,9 @@ class CountingHasher(PasswordHasher):
         finally:
             with self.lock:
                 self.running -= 1
+                self.finished += 1
+                if self.finished == self.expected:
+                    self.all_finished.set()
 
 
 async def test_concurrent_hashes_are_bounded() -> None:
@@ -166,6 +172,39 @@ async def test_concurrent_hashes_are_bounded() -> None:
         t for t in set(threading.enumerate()) - existing if t.name.startswith("argon2")
     ]
     assert len(argon2_threads) <= 2
+    hasher.close()
+
+
+async def test_waiting_hashes_start_without_the_event_loop() -> None:
+    # Queued hashes go from one to the next inside the pool: with the loop's thread blocked
+    # (as a busy loop would be), all six still finish. A semaphore on the loop would let
+    # only the first run and leave the core idle until the loop came back.
+    hasher = CountingHasher(**CHEAP, max_concurrency=1)
+    encoded = await hasher.hash("queued passphrase")
+    hasher.expected = 6
+    waiting = [asyncio.ensure_future(hasher.verify(encoded, "queued passphrase")) for _ in range(6)]
+    await asyncio.sleep(0)  # each task submits its hash, then awaits it
+    finished_while_blocked = hasher.all_finished.wait(timeout=30)  # blocks the loop's thread
+    assert finished_while_blocked, hasher.finished
+    assert all(await asyncio.gather(*waiting))
+    hasher.close()
+
+
+async def test_a_cancelled_waiting_hash_never_runs() -> None:
+    hasher = CountingHasher(**CHEAP, max_concurrency=1)
+    encoded = await hasher.hash("cancelled passphrase")
+    gate = threading.Event()
+    # The only thread is held busy, so the second verification waits in the queue.
+    blocker = asyncio.get_running_loop().run_in_executor(hasher._pool, gate.wait, 30)
+    doomed = asyncio.ensure_future(hasher.verify(encoded, "cancelled passphrase"))
+    await asyncio.sleep(0)
+    doomed.cancel()
+    gate.set()
+    await blocker
+    kept = await hasher.verify(encoded, "cancelled passphrase")
+    assert kept
+    assert doomed.cancelled()
+    assert hasher.finished == 1  # only the kept one ran
     hasher.close()
 
 
