@@ -25,7 +25,7 @@ from aayu_accounts.audit.service import (
 )
 from aayu_accounts.config import Settings
 from aayu_accounts.db import ReadSession, WriteSession, get_database
-from aayu_accounts.identity.deps import PlatformAdmin, org_access
+from aayu_accounts.identity.deps import PLATFORM_ADMIN_RESPONSES, PlatformAdmin, org_access
 from aayu_accounts.identity.membership.service import OrgAccess
 from aayu_accounts.identity.permissions import Permission
 from aayu_accounts.kit import clock
@@ -135,6 +135,7 @@ async def export_audit_events(  # noqa: PLR0917 - FastAPI maps each query parame
     "/api/v1/admin/audit-events",
     tags=["operations"],
     summary="Audit events across every clinic (platform administrators)",
+    responses=PLATFORM_ADMIN_RESPONSES,
 )
 async def list_platform_audit_events(  # noqa: PLR0917 - FastAPI maps each query parameter
     session: ReadSession,

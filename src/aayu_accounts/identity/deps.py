@@ -21,12 +21,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 
 from aayu_accounts.db import get_database
-from aayu_accounts.errors import Forbidden, Unauthenticated
+from aayu_accounts.errors import PROBLEM_CONTENT_TYPE, Forbidden, Unauthenticated
 from aayu_accounts.identity.auth_session import service as session_service
 from aayu_accounts.identity.auth_session.cache import Invalidation
 from aayu_accounts.identity.auth_session.cookies import SESSION_COOKIE
@@ -169,3 +169,13 @@ async def platform_admin(principal: CurrentUser) -> Principal:
 
 
 PlatformAdmin = Annotated[Principal, Depends(platform_admin)]
+
+# What a ``PlatformAdmin`` route answers before its own code runs (its router's ``responses``):
+# no session 401, a session of anyone else 403, both problem+json.
+PLATFORM_ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": "Problem (RFC 9457)",
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for status in (401, 403)
+}

@@ -8,11 +8,13 @@ from fastapi import APIRouter, Path
 
 from aayu_accounts.audit.service import Actor
 from aayu_accounts.db import ReadSession, WriteSession
-from aayu_accounts.identity.deps import PlatformAdmin
+from aayu_accounts.identity.deps import PLATFORM_ADMIN_RESPONSES, PlatformAdmin
 from aayu_accounts.rollout.flag import service
 from aayu_accounts.rollout.flag.schemas import FlagUpdate, FlagView
 
-router = APIRouter(prefix="/api/v1/admin/flags", tags=["operations"])
+router = APIRouter(
+    prefix="/api/v1/admin/flags", tags=["operations"], responses=PLATFORM_ADMIN_RESPONSES
+)
 
 KeyPath = Annotated[str, Path(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")]
 

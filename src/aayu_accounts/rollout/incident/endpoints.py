@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query
 
 from aayu_accounts.audit.service import Actor
 from aayu_accounts.db import ReadSession, WriteSession
-from aayu_accounts.identity.deps import PlatformAdmin
+from aayu_accounts.identity.deps import PLATFORM_ADMIN_RESPONSES, PlatformAdmin
 from aayu_accounts.rollout.incident import service
 from aayu_accounts.rollout.incident.schemas import IncidentView, RollbackRequest, RollbackResult
 
-router = APIRouter(prefix="/api/v1/admin", tags=["operations"])
+router = APIRouter(prefix="/api/v1/admin", tags=["operations"], responses=PLATFORM_ADMIN_RESPONSES)
 
 
 @router.post(
