@@ -7,6 +7,7 @@ import re
 from html import unescape
 
 import httpx
+import pytest
 
 from aayu_accounts.db import Database
 from tests.console.helpers import csrf_of, page, sign_in, submit
@@ -187,3 +188,51 @@ async def test_console_pages_let_the_browser_send_the_forms_origin(
     response = await console.get("/sign-in")
     assert response.headers["referrer-policy"] == "same-origin"
     assert (await console.get("/health")).headers["referrer-policy"] == "no-referrer"
+
+
+async def test_an_unexpected_error_on_a_page_answers_the_html_error_page(
+    console: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault injected into the service a page reads: the browser gets the console's error
+    page (with the security headers), not problem+json, and no detail of the fault."""
+    account = await register(console)
+    await verify(console, db, account)
+    await sign_in(console, account.email, account.password)
+
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("injected fault SECRET-DETAIL")
+
+    monkeypatch.setattr("aayu_accounts.identity.user.service.profile", broken)
+    response = await console.get("/account")
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Something went wrong" in response.text
+    assert "SECRET-DETAIL" not in response.text
+    assert "content-security-policy" in response.headers
+
+
+def _challenge(html: str) -> dict[str, object]:
+    found = re.search(r'challengejson="([^"]+)"', html)
+    assert found is not None, "no CAPTCHA on the page"
+    challenge: dict[str, object] = json.loads(unescape(found[1]))
+    return challenge
+
+
+async def test_a_locked_sign_in_says_when_to_retry(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    account = await register(console)
+    await verify(console, db, account)
+    wrong = {"email": account.email, "password": "Wrong-password-123"}
+    answer = None
+    for _ in range(3):
+        answer = await submit(console, "/sign-in", "/sign-in", wrong)
+    assert answer is not None
+    # From the third failure on, the page carries the CAPTCHA for the next attempt.
+    for _ in range(2):
+        solved = solve_captcha(_challenge(answer.text))
+        answer = await submit(console, "/sign-in", "/sign-in", {**wrong, "captcha": solved})
+    locked = await submit(console, "/sign-in", "/sign-in", {**wrong, "password": account.password})
+    assert locked.status_code == 429, locked.text
+    assert "Too many attempts" in locked.text
+    assert "Try again in 15 minutes." in locked.text

@@ -28,6 +28,10 @@ class FormError:
     def of(cls, error: AppError) -> FormError:
         details = [str(r.get("message", "")) for r in error.extra.get("reasons", []) or []]
         fields = [str(f) for f in error.extra.get("fields", []) or []]
+        retry_after = error.extra.get("retry_after")
+        if isinstance(retry_after, int) and retry_after > 0:
+            minutes = max(1, -(-retry_after // 60))
+            details.append(f"Try again in {minutes} minute{'s' if minutes > 1 else ''}.")
         message = error.detail if error.code == "validation_error" and fields else error_text(error)
         return cls(message, error.code, [d for d in details if d], fields, error.status)
 

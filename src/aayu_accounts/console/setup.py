@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aayu_accounts.console.messages import error_text
 from aayu_accounts.console.page import ConsoleRedirect, redirect, render
@@ -73,8 +74,46 @@ async def _console_redirect(request: Request, exc: Exception) -> Response:
     return RedirectResponse(exc.location, status_code=303)
 
 
+class ConsoleErrorPages:
+    """An unexpected error on a console page answers the HTML error page. (The security
+    headers middleware further out would answer problem+json; this one sits inside it, so the
+    page still gets the headers.) The error is logged with its trace by
+    ``error_for_unexpected``; the page says nothing of it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            if started or not scope.get("state", {}).get("aayu_console"):
+                raise
+            error = error_for_unexpected(exc)
+            request = Request(scope, receive)
+            response = render(
+                request,
+                "error.html",
+                {"status": error.status, "message": error_text(error), "code": error.code},
+                status_code=error.status,
+            )
+            await response(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="console-static")
+    app.add_middleware(ConsoleErrorPages)
     for router in _area_routers():
         app.include_router(router, include_in_schema=False)
     for exc_type in (AppError, RequestValidationError, StarletteHTTPException, Exception):

@@ -27,6 +27,7 @@ from aayu_accounts.console.page import (
     safe_next,
     set_org_cookie,
 )
+from aayu_accounts.crypto.field_encryption import normalize_email
 from aayu_accounts.errors import AppError
 from aayu_accounts.identity.auth_session import service as session_service
 from aayu_accounts.identity.auth_session.cookies import (
@@ -49,6 +50,7 @@ from aayu_accounts.identity.schemas import (
 )
 from aayu_accounts.identity.tokens import hash_token
 from aayu_accounts.identity.user import service as user_service
+from aayu_accounts.kit.asgi import client_ip_var
 
 router = APIRouter()
 
@@ -136,6 +138,8 @@ async def sign_in(ctx: Page, request: Request) -> Response:
     outcome = await attempt(request, work)
     if isinstance(outcome, AppError):
         captcha = outcome.extra.get("captcha") if outcome.code == "captcha_required" else None
+        if outcome.code == "invalid_credentials":
+            captcha = await _captcha_for_next_attempt(request, email)
         return _sign_in_page(
             request,
             email=email,
@@ -151,6 +155,19 @@ async def sign_in(ctx: Page, request: Request) -> Response:
             {"mfa_token": outcome.mfa_token, "next": next_path, "error": None},
         )
     return _signed_in(request, outcome, next_path)
+
+
+async def _captcha_for_next_attempt(request: Request, email: str) -> dict[str, Any] | None:
+    """After a failure, the widget at once if the next attempt will need it (the throttle is
+    read, not counted), so nobody types the password twice to learn it."""
+    runtime = get_runtime(request)
+    decision = await runtime.login_throttle.check(
+        client_ip_var.get() or "unknown", normalize_email(email)
+    )
+    if decision.captcha_required and decision.retry_after is None:
+        challenge: dict[str, Any] = runtime.captcha.challenge()
+        return challenge
+    return None
 
 
 @router.post("/sign-in/mfa")
