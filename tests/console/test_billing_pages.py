@@ -4,11 +4,16 @@ changes with the service's proration preview, the admin's read-only view, dunnin
 from __future__ import annotations
 
 import httpx
+from asgi_lifespan import LifespanManager
 from sqlalchemy import update
 
+from aayu_accounts.app import create_app
+from aayu_accounts.config import PaymentProvider, Settings
+from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
 from aayu_accounts.models.subscription import Subscription
 from tests.console.helpers import csrf_of, submit
+from tests.fixtures.stripe import HostedPagesStandIn
 from tests.identity.accounts.helpers import Account, invite_and_join, signed_up
 
 
@@ -180,3 +185,60 @@ async def test_past_due_shows_the_dunning_banner(console: httpx.AsyncClient, db:
     page = await console.get("/billing")
     assert 'id="dunning-banner"' in page.text
     assert "Update the payment method below" in page.text
+
+
+async def test_with_stripe_the_page_sends_the_clinic_to_checkout_and_the_portal(
+    db: Database,
+    settings: Settings,
+    keyring: Keyring,
+    stripe_hosted_pages: HostedPagesStandIn,
+) -> None:
+    stripe_app = create_app(
+        settings.model_copy(
+            update={
+                "payment_provider": PaymentProvider.STRIPE,
+                "stripe_api_key": stripe_hosted_pages.api_key,
+                "stripe_api_base": stripe_hosted_pages.base_url,
+                "public_url": "https://testserver",
+            }
+        ),
+        database=db,
+        keyring=keyring,
+    )
+    async with LifespanManager(stripe_app):
+        transport = httpx.ASGITransport(app=stripe_app, client=("127.0.0.1", 40002))
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as web:
+            owner = await signed_up(web, db)
+            as_browser(web, owner)
+            page = await web.get("/billing")
+            assert page.status_code == 200, page.text
+            assert "pm_card_visa" not in page.text  # no card field: cards go to Stripe only
+            assert 'action="/billing/stripe/checkout"' in page.text
+            checkout = await post_form(
+                web,
+                page.text,
+                "/billing/stripe/checkout",
+                {"plan_id": "clinic_monthly", "seats": "2"},
+            )
+            assert checkout.status_code == 303, checkout.text
+            assert checkout.headers["location"].startswith("https://checkout.stripe.com/")
+            sent = stripe_hosted_pages.requests[-1]
+            assert sent.path == "/v1/checkout/sessions"
+            assert sent.form["success_url"] == "https://testserver/billing?checkout=done"
+            # Without a Stripe customer yet, the portal says so on the page.
+            portal = await post_form(web, page.text, "/billing/stripe/portal", {})
+            assert portal.status_code == 404
+            assert 'data-code="no_subscription"' in portal.text
+            subscribed = await web.post(
+                f"/api/v1/orgs/{owner.org_id}/subscription",
+                json={"plan_id": "clinic_monthly", "seats": 1, "payment_method": "pm_card_visa"},
+                headers={**owner.auth, "Origin": "https://testserver"},
+            )
+            assert subscribed.status_code == 201, subscribed.text
+            page = await web.get("/billing")
+            assert 'action="/billing/stripe/portal"' in page.text
+            portal = await post_form(web, page.text, "/billing/stripe/portal", {})
+            assert portal.status_code == 303, portal.text
+            assert portal.headers["location"].startswith("https://billing.stripe.com/")
+            back = await web.get(f"/orgs/{owner.org_id}/billing")
+            assert (back.status_code, back.headers["location"]) == (303, "/billing")

@@ -18,9 +18,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.audit.service import Actor
+from aayu_accounts.billing.checkout import service as checkout_service
+from aayu_accounts.billing.checkout.service import CheckoutStarted, offers_hosted_pages
 from aayu_accounts.billing.errors import NoSubscription
 from aayu_accounts.billing.invoice import service as invoice_service
 from aayu_accounts.billing.payment_provider.factory import get_provider
@@ -35,6 +38,7 @@ from aayu_accounts.console.charts import goal_chart
 from aayu_accounts.console.forms import FormError, parse
 from aayu_accounts.console.page import (
     ConsoleContext,
+    SignedInPage,
     attempt,
     org_access,
     read,
@@ -42,6 +46,7 @@ from aayu_accounts.console.page import (
     redirect,
     render,
     roles_page,
+    set_org_cookie,
 )
 from aayu_accounts.errors import AppError
 from aayu_accounts.identity.membership.service import OrgAccess
@@ -229,7 +234,7 @@ def _page(
             "error": error,
             "form": form or {},
             "review": review,
-            "stripe_hosted": False,
+            "stripe_hosted": offers_hosted_pages(get_provider(_settings(request))),
         },
         status_code=status_code,
     )
@@ -442,3 +447,87 @@ async def payment_method(ctx: BillingPage, request: Request) -> Response:
     form = await read_form(request)
     body = parse(SubscriptionPatchIn, {"payment_method": form.get("payment_method") or None})
     return await _patch(request, ctx, body, "payment_method_updated")
+
+
+# --- Stripe's hosted pages (the ``stripe`` provider) -------------------------------------
+
+
+def _own_page(request: Request, suffix: str = "") -> str:
+    """This console's billing page on the public URL: where Stripe sends the clinic back."""
+    return f"{_settings(request).public_url.rstrip('/')}/billing{suffix}"
+
+
+async def _to_stripe(
+    request: Request, ctx: ConsoleContext, access: OrgAccess, result: str | AppError
+) -> Response:
+    if isinstance(result, AppError):
+        view = await _load(request, access)
+        return _page(
+            request, ctx, access, view, error=FormError.of(result), status_code=result.status
+        )
+    # Stripe's own page (the only place this console sends a browser off the service).
+    return RedirectResponse(result, status_code=303)
+
+
+@router.post("/billing/stripe/checkout")
+async def stripe_checkout(ctx: BillingPage, request: Request) -> Response:
+    """Subscribe on Stripe Checkout (no card data ever reaches this server)."""
+    access = await _manage_access(request, ctx)
+    form = await read_form(request)
+    body = parse(
+        PreviewIn, {"plan_id": form.get("plan_id") or None, "seats": form.get("seats") or None}
+    )
+    result: str | AppError
+    if isinstance(body, AppError):
+        result = body
+    else:
+        checked = body
+        provider = get_provider(_settings(request))
+
+        async def work(session: AsyncSession) -> CheckoutStarted:
+            return await checkout_service.create_checkout_session(
+                session,
+                provider,
+                actor=Actor.user(access.user_id),
+                role=access.role,
+                org_id=access.org_id,
+                mode="subscription",
+                plan_id=checked.plan_id,
+                seats=checked.seats,
+                success_url=_own_page(request, "?checkout=done"),
+                cancel_url=_own_page(request, "?checkout=canceled"),
+            )
+
+        started = await attempt(request, work)
+        result = started if isinstance(started, AppError) else started.url
+    return await _to_stripe(request, ctx, access, result)
+
+
+@router.post("/billing/stripe/portal")
+async def stripe_portal(ctx: BillingPage, request: Request) -> Response:
+    """Manage cards, invoices and cancellation on Stripe's customer portal."""
+    access = await _manage_access(request, ctx)
+    await read_form(request)
+    provider = get_provider(_settings(request))
+
+    async def work(session: AsyncSession) -> str:
+        return await checkout_service.create_portal_session(
+            session,
+            provider,
+            actor=Actor.user(access.user_id),
+            role=access.role,
+            org_id=access.org_id,
+            return_url=_own_page(request),
+        )
+
+    return await _to_stripe(request, ctx, access, await attempt(request, work))
+
+
+@router.get("/orgs/{org_id}/billing")
+async def billing_link(ctx: SignedInPage, request: Request, org_id: str) -> Response:
+    """The address billing emails and Stripe's default return use: that clinic's billing
+    page (it becomes the current clinic; a clinic the caller is not in is simply ignored)."""
+    response = redirect(request, "/billing")
+    if any(m.org_id == org_id for m in ctx.memberships):
+        set_org_cookie(request, response, org_id)
+    return response
