@@ -125,3 +125,31 @@ async def test_require_mfa_sends_members_to_enroll(
     actions = await page(console, "/required-actions")
     assert "requires two-factor authentication" in actions.text
     assert (await console.get("/account/mfa")).status_code == 200
+
+
+async def test_a_signed_in_member_of_another_clinic_accepts_and_switches(
+    console: httpx.AsyncClient, db: Database, app: FastAPI
+) -> None:
+    await _owner(console, db)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40003))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as other:
+        elsewhere = await register(other, org_name="Banyan Clinic")
+        await verify(other, db, elsewhere)
+        assert (await sign_in(other, elsewhere.email, elsewhere.password)).status_code == 303
+        sent = await post(
+            console, "/clinic", "/clinic/invitations", email=elsewhere.email, role="admin"
+        )
+        assert sent.status_code == 303
+        token = await token_from_email(db, elsewhere.email, "invitation")
+        link = f"/accept-invitation?token={token}"
+        opened = await other.get(link)
+        assert f"signed in as <strong>{elsewhere.email}</strong>" in opened.text
+        accepted = await submit(other, link, "/accept-invitation", {"token": token})
+        assert accepted.status_code == 303
+        joined = await page(other, accepted.headers["location"])
+        assert "Lotus Family Clinic" in joined.text  # the clinic just joined is shown
+        assert 'id="org-switch"' in joined.text  # two clinics: the switcher appears
+        back = re.search(r'<option value="([^"]+)"[^>]*>Banyan Clinic', joined.text)
+        assert back is not None
+        switched = await page(other, f"/switch-org?org_id={back[1]}")
+        assert "<h1>Banyan Clinic</h1>" in switched.text
