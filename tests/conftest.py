@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.fixtures.crypto",
     "tests.fixtures.stripe",
     "tests.audit.sweep",
+    "tests.security.log_sweep",  # every log line of the run, swept for secrets at the end
 ]
 
 _ran_on: Counter[str] = Counter()
