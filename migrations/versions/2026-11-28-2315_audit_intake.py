@@ -32,7 +32,8 @@ depends_on: str | Sequence[str] | None = None
 PG_INTAKE_GUARD = """
 CREATE FUNCTION audit_intake_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'DELETE' AND current_setting('aayu.audit_linking', true) = 'on' THEN
+    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW'
+        AND current_setting('aayu.audit_linking', true) = 'on' THEN
         RETURN OLD;
     END IF;
     RAISE EXCEPTION 'audit_intake is append-only until linked: % refused', TG_OP
@@ -95,7 +96,7 @@ PG_STATEMENTS = (
     "CREATE TRIGGER audit_intake_append_only BEFORE UPDATE OR DELETE ON audit_intake "
     "FOR EACH ROW EXECUTE FUNCTION audit_intake_guard()",
     "CREATE TRIGGER audit_intake_no_truncate BEFORE TRUNCATE ON audit_intake "
-    "FOR EACH STATEMENT EXECUTE FUNCTION audit_events_refuse_truncate()",
+    "FOR EACH STATEMENT EXECUTE FUNCTION audit_intake_guard()",
     PG_LINK_FUNCTION,
 )
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from aayu_accounts import __version__
 from aayu_accounts.api import include_routers
 from aayu_accounts.api_security import wiring as api_security_wiring
+from aayu_accounts.audit.service import configure_append_mode as configure_audit_append_mode
 from aayu_accounts.audit.tasks import periodic_registration as audit_periodic_registration
 from aayu_accounts.billing import wiring as billing_wiring
 from aayu_accounts.config import Settings, get_settings
@@ -153,6 +154,7 @@ def create_app(  # noqa: PLR0915 - the composition root: every area's start, sto
     # Alert rules (leader), breaker/pool metrics, readiness detail of the dependencies.
     observability_wiring.install(app, settings)
     # Signed audit checkpoints (hourly) and retention (daily), on the leader.
+    configure_audit_append_mode(settings.audit_append_mode)
     app.state.periodic_registrations.append(audit_periodic_registration())
     install_error_handlers(app)
     include_routers(app)

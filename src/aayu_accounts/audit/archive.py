@@ -251,6 +251,7 @@ async def archive_expired(
                 session,
                 AuditAction.EVENTS_ARCHIVED,
                 actor=RETENTION_ACTOR,
+                link_now=True,  # the verifier anchors the remaining chain on this event
                 target_type="audit_archive",
                 target_id=path.name,
                 details={

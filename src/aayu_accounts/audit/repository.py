@@ -81,6 +81,24 @@ async def append(session: AsyncSession, values: dict[str, Any], leaf: bytes) -> 
     return await append_holding_lock(session, values, leaf)
 
 
+_ENQUEUE = text(
+    "INSERT INTO audit_intake (id, occurred_at, actor_kind, actor_id, org_id, action, "
+    "target_type, target_id, outcome, ip, user_agent, request_id, details, hash_version, leaf) "
+    "VALUES (:id, :occurred_at, :actor_kind, :actor_id, :org_id, :action, :target_type, "
+    ":target_id, :outcome, :ip, :user_agent, :request_id, :details, :hash_version, :leaf)"
+).bindparams(
+    bindparam("occurred_at", type_=UTCDateTime()),
+    bindparam("details", type_=JSON()),
+    bindparam("hash_version", type_=SmallInteger()),
+    bindparam("leaf", type_=LargeBinary()),
+)
+
+
+async def enqueue(session: AsyncSession, values: dict[str, Any], leaf: bytes) -> None:
+    """Deferred mode: write the event to the intake, no lock; linked after commit."""
+    await session.execute(_ENQUEUE, {**values, "leaf": leaf})
+
+
 async def append_holding_lock(
     session: AsyncSession, values: dict[str, Any], leaf: bytes
 ) -> Appended:

@@ -29,6 +29,7 @@ from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.canonical import normalize
 from aayu_accounts.audit.chain import HASH_VERSION, EventFields, leaf_hash
 from aayu_accounts.audit.errors import ExportLimitReached, InvalidCursor, InvalidTimeRange
+from aayu_accounts.audit.linker import link_after_commit
 from aayu_accounts.audit.repository import EventFilter
 from aayu_accounts.audit.schemas import AuditEventOut, AuditEventPage, ExportFormat
 from aayu_accounts.db import Database
@@ -91,6 +92,21 @@ def _check_details(details: Any, path: str = "details") -> None:
             _check_details(item, path)
 
 
+AppendMode = Literal["inline", "deferred"]
+_append_mode: AppendMode = "inline"
+
+
+def configure_append_mode(mode: AppendMode) -> AppendMode:
+    """Set how this process appends (``AAYU_AUDIT_APPEND_MODE``); returns the previous mode.
+
+    ``deferred`` applies on PostgreSQL only (SQLite serializes writers anyway). Both modes
+    link under the same lock and head, so processes may differ during a change of setting.
+    """
+    global _append_mode  # one process-wide choice, made at start-up
+    previous, _append_mode = _append_mode, mode
+    return previous
+
+
 def _clip(value: str | None, limit: int) -> str | None:
     return value[:limit] if value is not None else None
 
@@ -105,11 +121,17 @@ async def record(
     target_id: str | None = None,
     outcome: str = "success",
     details: Mapping[str, Any] | None = None,
+    link_now: bool = False,
 ) -> AuditEvent:
     """Append one event to the chain in the caller's transaction and return it.
 
     The row is written with a Core insert (or, on PostgreSQL, by the append function), so
     the returned ``AuditEvent`` is a detached copy of it, not an object in the session.
+
+    In the deferred append mode (PostgreSQL) the event goes to the intake and is linked
+    right after the commit: the returned copy then has no ``sequence``, ``prev_hash`` or
+    ``hash`` yet. ``link_now`` links it inline whatever the mode (for callers that read the
+    chain under its lock in the same transaction, like the export limit).
 
     Raises ``SecretInAuditDetails`` for a detail key that names a secret, ``ValueError`` or
     ``TypeError`` for details with no exact JSON form (NaN, huge integers, arbitrary objects)
@@ -142,6 +164,14 @@ async def record(
     event = AuditEvent(**values)
     # The leaf is hashed before the lock: the lock is held only for linking and inserting.
     leaf = leaf_hash(EventFields.of(event))
+    if (
+        _append_mode == "deferred"
+        and not link_now
+        and session.get_bind().dialect.name == "postgresql"
+    ):
+        await repository.enqueue(session, values, leaf)
+        link_after_commit(session)
+        return event
     appended = await repository.append(session, values, leaf)
     event.sequence, event.prev_hash, event.hash = (
         appended.sequence,
@@ -300,6 +330,7 @@ async def start_export(
         AuditAction.EVENTS_EXPORTED,
         actor=actor,
         org_id=org_id,
+        link_now=True,  # the next export's count (under the lock) must see this one
         target_type="audit_events",
         details={
             "format": export_format.value,

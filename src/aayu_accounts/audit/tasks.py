@@ -26,6 +26,7 @@ from aayu_accounts.audit.checkpoint import (
     make_checkpoint,
     write_checkpoint_file,
 )
+from aayu_accounts.audit.linker import link_all
 from aayu_accounts.audit.service import Actor, record
 from aayu_accounts.audit.storage import (
     CheckpointStore,
@@ -51,6 +52,7 @@ log = structlog.get_logger(__name__)
 
 CHECKPOINT_ACTOR = Actor.system("audit-checkpoint")
 RETENTION_INTERVAL_SECONDS = 24 * 3600
+LINK_SWEEP_SECONDS = 5
 
 
 async def write_checkpoint(
@@ -209,11 +211,19 @@ def periodic_registration(
                 raise
             await watch.run(db)
 
+        async def link_sweep(db: Database) -> None:
+            if db.engine.dialect.name == "postgresql":
+                await link_all(db)
+
         async def retention_duty(db: Database) -> None:
             await archive_expired(db, settings, signer)
 
         interval = settings.audit_checkpoint_interval_seconds
         scheduler.every(interval, "audit-checkpoint", checkpoint_duty)
+        if settings.audit_append_mode == "deferred":
+            # Events whose process died between commit and linking (each process links its
+            # own commits at once, linker.py).
+            scheduler.every(LINK_SWEEP_SECONDS, "audit-link", link_sweep)
         scheduler.every(RETENTION_INTERVAL_SECONDS, "audit-retention", retention_duty)
 
     return register
