@@ -54,6 +54,11 @@ async def bump_config_version(session: AsyncSession) -> int:
     return int(version)
 
 
+async def all_steps(session: AsyncSession) -> Sequence[FlagScheduleStep]:
+    query = select(FlagScheduleStep).order_by(FlagScheduleStep.run_at)
+    return (await session.scalars(query)).all()
+
+
 async def steps_of(session: AsyncSession, key: str) -> Sequence[FlagScheduleStep]:
     return (
         await session.scalars(

@@ -52,7 +52,10 @@ def _step_state(steps: Sequence[FlagScheduleStep]) -> list[dict[str, Any]]:
 
 
 async def view(session: AsyncSession, flag: FeatureFlag) -> FlagView:
-    steps = await repository.steps_of(session, flag.key)
+    return _view_of(flag, await repository.steps_of(session, flag.key))
+
+
+def _view_of(flag: FeatureFlag, steps: Sequence[FlagScheduleStep]) -> FlagView:
     return FlagView(
         key=flag.key,
         enabled=flag.enabled,
@@ -79,7 +82,12 @@ async def view(session: AsyncSession, flag: FeatureFlag) -> FlagView:
 
 
 async def list_flags(session: AsyncSession) -> list[FlagView]:
-    return [await view(session, flag) for flag in await repository.list_flags(session)]
+    # Two queries whatever the number of flags (the operations page lists them all).
+    flags = await repository.list_flags(session)
+    steps: dict[str, list[FlagScheduleStep]] = {}
+    for step in await repository.all_steps(session):
+        steps.setdefault(step.flag_key, []).append(step)
+    return [_view_of(flag, steps.get(flag.key, [])) for flag in flags]
 
 
 async def get_flag(session: AsyncSession, key: str) -> FlagView:
