@@ -42,13 +42,16 @@ END
 $$
 """
 
-# The same link as audit_chain_append (migration 0003): SHA-256(0x01 || previous || leaf), under
-# the same advisory lock, so inline appends and linking never fork the chain. The SELECT after
-# the lock is a new statement, so under READ COMMITTED it sees every intake row committed
-# before the lock was granted; rows committed later wait for the next pass.
+# SECURITY DEFINER (runs as the schema owner): the application role needs only SELECT and
+# INSERT on audit_intake and EXECUTE on this function, so it cannot delete intake rows itself
+# (docs/audit.md, grants). The same link as audit_chain_append (migration 0003),
+# SHA-256(0x01 || previous || leaf), under the same advisory lock, so inline appends and
+# linking never fork the chain. The SELECT after the lock is a new statement, so under READ
+# COMMITTED it sees every intake row committed before the lock was granted; rows committed
+# later wait for the next pass.
 PG_LINK_FUNCTION = """
 CREATE FUNCTION audit_chain_link(p_limit integer) RETURNS integer
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     head_sequence bigint;
     head_hash varchar;

@@ -34,6 +34,7 @@ from aayu_accounts.audit.checkpoint import (
     LoadedCheckpoint,
     load_checkpoints,
 )
+from aayu_accounts.audit.linker import pending_count
 from aayu_accounts.models.audit_event import AuditEvent
 
 ProblemKind = Literal["modified", "removed", "inserted", "reordered", "checkpoint_invalid"]
@@ -148,6 +149,41 @@ async def _archive_anchor(session: AsyncSession, first: AuditEvent) -> str | Non
     return None
 
 
+def _index_checkpoints(
+    loaded_all: list[LoadedCheckpoint], report: VerifyReport
+) -> tuple[dict[int, list[str]], int | None] | None:
+    """Signed hashes by sequence and the newest sequence; None (problem set) for a checkpoint
+    that is malformed or whose signature does not verify."""
+    by_sequence: dict[int, list[str]] = {}
+    newest: int | None = None
+    seen: set[tuple[str, object]] = set()
+    unchecked = 0
+    for loaded in loaded_all:
+        if loaded.checkpoint is not None and not loaded.checkable:
+            unchecked += 1
+            continue
+        if loaded.checkpoint is None or not loaded.valid_signature:
+            where = f" in {loaded.location}" if loaded.location else ""
+            report.problem = Problem(
+                "checkpoint_invalid",
+                loaded.checkpoint.sequence if loaded.checkpoint else None,
+                f"checkpoint {loaded.name}{where} is malformed or its signature is invalid",
+            )
+            return None
+        cp = loaded.checkpoint
+        if (loaded.name, cp) in seen:
+            continue
+        seen.add((loaded.name, cp))
+        by_sequence.setdefault(cp.sequence, []).append(cp.hash)
+        newest = max(newest or 0, cp.sequence)
+    if unchecked:
+        report.notes.append(
+            f"{unchecked} checkpoint(s) signed with a key this verifier does not hold "
+            "(HMAC, from before Ed25519 signatures): not checked"
+        )
+    return by_sequence, newest
+
+
 async def verify_chain(
     session: AsyncSession,
     *,
@@ -164,38 +200,15 @@ async def verify_chain(
     of one checkpoint in several places count once.
     """
     report = VerifyReport()
-    by_sequence: dict[int, list[str]] = {}
-    newest_checkpoint: int | None = None
     loaded_all: list[LoadedCheckpoint] = list(checkpoints or [])
     if checkpoint_dir is not None and signer is not None:
         loaded_all.extend(load_checkpoints(checkpoint_dir, signer))
     elif checkpoint_dir is not None:
         report.notes.append("no checkpoint signer: checkpoints not checked")
-    seen: set[tuple[str, object]] = set()
-    unchecked = 0
-    for loaded in loaded_all:
-        if loaded.checkpoint is not None and not loaded.checkable:
-            unchecked += 1
-            continue
-        if loaded.checkpoint is None or not loaded.valid_signature:
-            where = f" in {loaded.location}" if loaded.location else ""
-            report.problem = Problem(
-                "checkpoint_invalid",
-                loaded.checkpoint.sequence if loaded.checkpoint else None,
-                f"checkpoint {loaded.name}{where} is malformed or its signature is invalid",
-            )
-            return report
-        cp = loaded.checkpoint
-        if (loaded.name, cp) in seen:
-            continue
-        seen.add((loaded.name, cp))
-        by_sequence.setdefault(cp.sequence, []).append(cp.hash)
-        newest_checkpoint = max(newest_checkpoint or 0, cp.sequence)
-    if unchecked:
-        report.notes.append(
-            f"{unchecked} checkpoint(s) signed with a key this verifier does not hold "
-            "(HMAC, from before Ed25519 signatures): not checked"
-        )
+    indexed = _index_checkpoints(loaded_all, report)
+    if indexed is None:
+        return report
+    by_sequence, newest_checkpoint = indexed
 
     previous: AuditEvent | None = None
     expected_prev: str | None = None
@@ -233,6 +246,11 @@ async def verify_chain(
         report.last_sequence = event.sequence
         report.head_hash = event.hash
         previous, expected_prev = event, event.hash
+    pending = await pending_count(session)
+    if pending:
+        report.notes.append(
+            f"{pending} committed event(s) not linked yet (deferred mode): checked once linked"
+        )
     end = report.last_sequence if report.last_sequence is not None else (from_sequence or 1) - 1
     if newest_checkpoint is not None and newest_checkpoint > end:
         report.problem = Problem(
