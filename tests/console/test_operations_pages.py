@@ -11,6 +11,7 @@ from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.service import EventQuery, list_platform_events
 from aayu_accounts.console.operations.signals import (
     capability_status,
+    current_snapshot,
     duration_text,
     history_series,
     new_path_series,
@@ -340,3 +341,9 @@ async def test_no_page_of_these_areas_references_anything_outside_the_service(
         "https://cdn.example/x.js"
     ]
     assert external_references('<img src="//cdn.example/x.png">') == ["//cdn.example/x.png"]
+
+
+def test_current_snapshot_carries_the_criteria_families() -> None:
+    totals = process_totals(current_snapshot())
+    assert totals.started_at is not None
+    assert totals.requests >= 0

@@ -16,6 +16,7 @@ No new storage: three sources exist, and each chart says which it uses.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from itertools import pairwise
 
 from aayu_accounts.console.charts import Series
 from aayu_accounts.kit import clock
+from aayu_accounts.observability import metrics
 from aayu_accounts.observability.alert.evaluator import (
     Snapshot,
     metrics_registry,
@@ -247,7 +249,17 @@ def process_totals(snapshot: Snapshot) -> ProcessTotals:
 
 
 def current_snapshot() -> Snapshot:
-    return take_snapshot(metrics_registry())
+    """The few families the criteria read. With several workers (multi-process metrics) the
+    whole registry is merged, as ``/metrics`` does; otherwise only these families are
+    collected (a full collection walks every route's histogram buckets)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return take_snapshot(metrics_registry())
+    snapshot: Snapshot = {}
+    for metric in (metrics.HTTP_REQUESTS, metrics.SHADOW_WRITES, metrics.START_TIME):
+        for family in metric.collect():
+            for sample in family.samples:
+                snapshot.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return snapshot
 
 
 def hours_back(hours: int) -> tuple[datetime, datetime]:
