@@ -27,7 +27,13 @@ from bench._login_server import Server, _execute, running_server
 
 GOAL_MS = 300.0
 OWNER_PAGES = ("/billing", "/audit", "/audit?outcome=success", "/account")
-ADMIN_PAGES = ("/operations", "/operations/incidents", "/operations/rollback", "/outbox")
+ADMIN_PAGES = (
+    "/operations",
+    "/operations/verdicts",
+    "/operations/incidents",
+    "/operations/rollback",
+    "/outbox",
+)
 
 
 @dataclass(frozen=True)

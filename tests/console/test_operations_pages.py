@@ -178,6 +178,14 @@ async def test_overview_shows_criteria_status_flags_and_charts(
     assert 'id="criterion-shadow"' in page.text
     assert 'id="criterion-uptime"' in page.text
     assert 'id="auto-rollback-state"' in page.text
+    assert 'hx-get="/operations/verdicts"' in page.text
+    fragment = await console.get("/operations/verdicts", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200
+    assert "<html" not in fragment.text
+    assert fragment.text.count("inconclusive") == 4  # no traffic: both windows, both paths
+    full = await console.get("/operations/verdicts")
+    assert 'id="verdict-table"' in full.text
+    assert "<html" in full.text
     for key in ("NEW_AUTH", "NEW_DATABASE", "BILLING", "SHADOW_WRITES", "FALLBACK"):
         assert f'id="flag-{key}"' in page.text
     assert page.text.count("<svg") >= 7  # the MRR goal and six charts
@@ -312,6 +320,7 @@ async def test_no_page_of_these_areas_references_anything_outside_the_service(
     admin_pages = [
         "/operations",
         "/operations/rollback",
+        "/operations/verdicts",
         "/operations/incidents",
         incident.group(1),
         "/outbox",
