@@ -13,9 +13,13 @@ import secrets
 import time
 
 import pyotp
+import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import LiveServer, screenshot
+
+# The first journey also starts the server; a loaded CI machine needs more than the default.
+pytestmark = pytest.mark.timeout(300)
 
 
 def _email(prefix: str) -> str:
