@@ -39,6 +39,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from aayu_accounts import migrate
 from aayu_accounts.audit import Actor, AuditAction, record
 from aayu_accounts.audit.chain import EventFields, leaf_hash
+from aayu_accounts.audit.linker import link_all, linker_for
+from aayu_accounts.audit.service import configure_append_mode
 from aayu_accounts.audit.verify import verify_chain
 from aayu_accounts.config import Settings
 from aayu_accounts.db import Database, create_engine
@@ -117,13 +119,20 @@ async def _sample_waits(database: str, waits: Counter[str], stop: asyncio.Event)
         await connection.close()
 
 
-async def _timed(writers: int, work: Callable[[int], Awaitable[None]], database: str) -> Measured:
+async def _timed(
+    writers: int,
+    work: Callable[[int], Awaitable[None]],
+    database: str,
+    finish: Callable[[], Awaitable[object]] | None = None,
+) -> Measured:
     stop = asyncio.Event()
     waits: Counter[str] = Counter()
     sampler = asyncio.create_task(_sample_waits(database, waits, stop))
     cpu = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*(work(w) for w in range(writers)))
+    if finish is not None:
+        await finish()
     measured = Measured(time.perf_counter() - started, time.process_time() - cpu, waits)
     stop.set()
     await sampler
@@ -134,7 +143,30 @@ def _dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def _chained(db: Database, scenario: Scenario, database: str) -> Measured:
+async def _chained(
+    db: Database, scenario: Scenario, database: str, *, deferred: bool = False
+) -> Measured:
+    """``deferred``: the deferred append mode; the clock stops when every event is linked."""
+    if deferred:
+        previous = configure_append_mode("deferred")
+        try:
+            return await _chained_inline(db, scenario, database, finish=lambda: _linked(db))
+        finally:
+            configure_append_mode(previous)
+    return await _chained_inline(db, scenario, database)
+
+
+async def _linked(db: Database) -> None:
+    await linker_for(db.engine).idle()
+    await link_all(db)
+
+
+async def _chained_inline(
+    db: Database,
+    scenario: Scenario,
+    database: str,
+    finish: Callable[[], Awaitable[object]] | None = None,
+) -> Measured:
     per_writer = EVENTS // WRITERS // scenario.events_per_transaction
 
     async def writer(number: int) -> None:
@@ -151,7 +183,7 @@ async def _chained(db: Database, scenario: Scenario, database: str) -> Measured:
                         details={"method": "password", "mfa": False},
                     )
 
-    return await _timed(WRITERS, writer, database)
+    return await _timed(WRITERS, writer, database, finish)
 
 
 async def _rows(source: Database) -> list[dict[str, object]]:
@@ -258,6 +290,7 @@ class Result:
     plain: Measured
     raw: Measured
     raw_chained: Measured
+    deferred: Measured
 
     def rate(self, side: Measured) -> float:
         return self.events / side.seconds
@@ -265,7 +298,9 @@ class Result:
 
 async def _database_pair(tmp: Path) -> tuple[list[str], list[Database]]:
     suffix = uuid.uuid4().hex[:8]
-    names = [f"aayu_bench_{side}_{suffix}" for side in ("chain", "plain", "raw", "rawchain")]
+    names = [
+        f"aayu_bench_{side}_{suffix}" for side in ("chain", "plain", "raw", "rawchain", "deferred")
+    ]
     return names, [await _database(name, tmp) for name in names]
 
 
@@ -286,12 +321,20 @@ async def _run() -> list[Result]:
                 ]
                 raw = await _raw(rows, urls[2], scenario, names[2])
                 raw_chained = await _raw(rows, urls[3], scenario, names[3], chained=True)
+                await _warm_up(databases[4])
+                deferred = await _chained(databases[4], scenario, names[4], deferred=True)
+                async with databases[4].session_scope(write=False) as session:
+                    deferred_report = await verify_chain(session)
+                if not deferred_report.ok or deferred_report.checked != len(rows):
+                    raise SystemExit(f"deferred linking lost or broke: {deferred_report}")
                 async with chained_db.session_scope(write=False) as session:
                     report = await verify_chain(session)
                 if not report.ok:
                     raise SystemExit(f"the chain broke under load: {report.problem}")
                 results.append(
-                    Result(scenario.name, report.checked, chained, plain, raw, raw_chained)
+                    Result(
+                        scenario.name, report.checked, chained, plain, raw, raw_chained, deferred
+                    )
                 )
             finally:
                 for db in databases:
@@ -313,28 +356,38 @@ async def _warm_up(*databases: Database) -> None:
 def main() -> None:
     results = asyncio.run(_run())
     header = (
-        f"{'scenario':<26} {'chained/s':>10} {'plain/s':>10} {'ratio':>6} "
-        f"{'raw chained/s':>14} {'raw plain/s':>12} {'ratio':>6}  target"
+        f"{'scenario':<25} {'inline/s':>9} {'deferred/s':>10} {'plain/s':>8} "
+        f"{'ratio':>5} {'ratio':>5} {'raw chained/s':>13} {'raw plain/s':>11} {'ratio':>5}"
     )
     print(header)
+    print(f"{'':<25} {'(chained)':>9} {'(chained)':>10} {'':>8} {'inl.':>5} {'def.':>5}")
     print("-" * len(header))
     for result in results:
         chained, plain = result.rate(result.chained), result.rate(result.plain)
+        deferred = result.rate(result.deferred)
         raw_chained, raw = result.rate(result.raw_chained), result.rate(result.raw)
-        verdict = "ok" if chained >= 2000 and chained / plain >= 0.5 else "MISSED"
         print(
-            f"{result.scenario:<26} {chained:>10.0f} {plain:>10.0f} {chained / plain:>6.2f} "
-            f"{raw_chained:>14.0f} {raw:>12.0f} {raw_chained / raw:>6.2f}  {verdict}"
+            f"{result.scenario:<25} {chained:>9.0f} {deferred:>10.0f} {plain:>8.0f} "
+            f"{chained / plain:>5.2f} {deferred / plain:>5.2f} {raw_chained:>13.0f} "
+            f"{raw:>11.0f} {raw_chained / raw:>5.2f}"
         )
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
         f"({WRITERS} concurrent writers, {EVENTS} events per run, PostgreSQL; "
-        f"{os.cpu_count()} CPUs, load average {load}; target on the first ratio)"
+        f"{os.cpu_count()} CPUs, load average {load})"
     )
+    for result in results:
+        best = max(result.rate(result.chained), result.rate(result.deferred))
+        met = best >= 2000 and best / result.rate(result.plain) >= 0.5
+        print(
+            f"targets (ratio >= 0.5 and >= 2,000/s), {result.scenario}: "
+            f"{'met' if met else 'MISSED'}"
+        )
     print("\nwhat bounds each side (this process's CPU per event; backends' wait states):")
     for result in results:
         for name, side in (
-            ("chained", result.chained),
+            ("inline", result.chained),
+            ("deferred", result.deferred),
             ("plain", result.plain),
             ("raw chained", result.raw_chained),
             ("raw plain", result.raw),
