@@ -75,12 +75,22 @@ def _ip() -> str | None:
 
 
 async def required_actions(
-    session: AsyncSession, settings: Settings, user: User
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    *,
+    clinic_requires_mfa: bool | None = None,
 ) -> tuple[str, ...]:
+    """What the user must do before anything else; ``clinic_requires_mfa`` when the caller
+    has already read it (sign-in reads it with the idle timeout, in one query)."""
     actions: list[str] = []
     if not user.mfa_enabled and (
         user.mfa_enrollment_required
-        or await membership_repository.requires_mfa_enrollment(session, user.id)
+        or (
+            clinic_requires_mfa
+            if clinic_requires_mfa is not None
+            else await membership_repository.requires_mfa_enrollment(session, user.id)
+        )
     ):
         actions.append(ACTION_MFA_ENROLLMENT)
     if user.terms_version != settings.terms_version or (
@@ -99,7 +109,9 @@ async def issue_session(
     if replaces is not None:
         await revoke_token_hash(session, rt, replaces, reason="rotated")
     idle_minutes = settings.session_idle_minutes
-    clinic_minutes = await membership_repository.shortest_idle_minutes(session, user.id)
+    clinic_minutes, clinic_requires_mfa = await membership_repository.session_rules(
+        session, user.id
+    )
     if clinic_minutes is not None:
         idle_minutes = max(5, min(idle_minutes, clinic_minutes))
     token = new_token()
@@ -121,7 +133,9 @@ async def issue_session(
         token=token,
         expires_at=auth_session.expires_at,
         user=user,
-        required_actions=await required_actions(session, settings, user),
+        required_actions=await required_actions(
+            session, settings, user, clinic_requires_mfa=clinic_requires_mfa
+        ),
     )
 
 

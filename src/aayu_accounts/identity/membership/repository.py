@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.models.membership import Membership
@@ -95,6 +95,25 @@ async def requires_mfa_enrollment(session: AsyncSession, user_id: str) -> bool:
         .where(Organization.require_mfa.is_(True))
     )
     return bool(count)
+
+
+async def session_rules(session: AsyncSession, user_id: str) -> tuple[int | None, bool]:
+    """(the strictest idle timeout among the user's clinics or None, whether any requires MFA)
+    in one query: what a new session needs to know, asked once per sign-in."""
+    row = (
+        await session.execute(
+            select(
+                func.min(Organization.idle_timeout_minutes),
+                func.max(case((Organization.require_mfa.is_(True), 1), else_=0)),
+            )
+            .select_from(Membership)
+            .join(Organization, Organization.id == Membership.org_id)
+            .where(Membership.user_id == user_id)
+            .where(Membership.active.is_(True))
+        )
+    ).one()
+    minutes, requires_mfa = row
+    return (int(minutes) if minutes is not None else None), bool(requires_mfa)
 
 
 async def shortest_idle_minutes(session: AsyncSession, user_id: str) -> int | None:
