@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ BASELINE_REQUESTS = 10_000
 SETUP_CONCURRENCY = 8
 SETUP_TRIES = 10
 RSS_GROWTH_GOAL = 0.10  # at most 10 % between the warm-up and the end
+OK = "ok"
 ROUTES = ("me", "introspect", "entitlements", "flags")
 
 
@@ -94,12 +96,15 @@ class Phase:
     errors: int = 0
     seconds: float = 0.0
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    failures: Counter[str] = field(default_factory=Counter)
 
-    def add(self, route: str, seconds: float, ok: bool) -> None:
+    def add(self, route: str, seconds: float, outcome: str) -> None:
+        """``outcome`` is ``ok``, or what went wrong: ``route status code`` or an exception."""
         self.latencies.setdefault(route, []).append(seconds)
         self.requests += 1
-        if not ok:
+        if outcome != OK:
             self.errors += 1
+            self.failures[outcome] += 1
 
     @property
     def rps(self) -> float:
@@ -258,6 +263,16 @@ async def _sessions(stack: Stack, count: int) -> list[Session]:
         return await _bounded(count, SETUP_CONCURRENCY, login)
 
 
+def _outcome(route: str, status: int, body: bytes) -> str:
+    if status == 200:
+        return OK
+    try:
+        code = json.loads(body).get("code", "")
+    except ValueError:
+        code = ""
+    return f"{route} {status} {code}".strip()
+
+
 def _signed(stack: Stack, path: str, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(payload).encode()
     headers = sign_headers(
@@ -284,16 +299,12 @@ async def _drive(
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=_connector(len(sessions)), timeout=timeout) as http:
 
-        async def send(route: str, session: Session) -> bool:
-            if route == "health":
-                async with http.get(base + "/health") as response:
-                    await response.read()
-                    return response.status == 200
-            if route == "me":
-                headers = {"Authorization": f"Bearer {session.token}"}
-                async with http.get(base + "/api/v1/me", headers=headers) as response:
-                    await response.read()
-                    return response.status == 200
+        async def send(route: str, session: Session) -> str:
+            if route in ("health", "me"):
+                path = "/health" if route == "health" else "/api/v1/me"
+                headers = {"Authorization": f"Bearer {session.token}"} if route == "me" else {}
+                async with http.get(base + path, headers=headers) as response:
+                    return _outcome(route, response.status, await response.read())
             path, payload = {
                 "introspect": ("/api/v1/service/sessions/introspect", {"token": session.token}),
                 "entitlements": (
@@ -308,11 +319,10 @@ async def _drive(
             body, headers = _signed(stack, path, payload)
             async with http.post(base + path, data=body, headers=headers) as response:
                 answer = await response.read()
-                if response.status != 200:
-                    return False
-                if route == "introspect":
-                    return bool(json.loads(answer).get("active"))
-                return True
+                outcome = _outcome(route, response.status, answer)
+                if outcome == OK and route == "introspect" and not json.loads(answer)["active"]:
+                    return f"{route} 200 inactive"
+                return outcome
 
         async def client(index: int, session: Session) -> None:
             nonlocal issued
@@ -323,10 +333,10 @@ async def _drive(
                 step += 1
                 started = time.perf_counter()
                 try:
-                    ok = await send(route, session)
-                except (aiohttp.ClientError, TimeoutError):
-                    ok = False
-                phase.add(route, time.perf_counter() - started, ok)
+                    outcome = await send(route, session)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    outcome = f"{route} {type(exc).__name__}"
+                phase.add(route, time.perf_counter() - started, outcome)
 
         started = time.perf_counter()
         await asyncio.gather(*(client(i, s) for i, s in enumerate(sessions)))
@@ -360,6 +370,7 @@ def measure(sessions_count: int, requests: int, seconds: float | None) -> dict[s
             "requests": baseline.requests,
             "rps": baseline.rps,
             "errors": baseline.errors,
+            "failures": dict(baseline.failures.most_common()),
             **baseline.percentiles(),
         },
         "mix": {
@@ -367,6 +378,7 @@ def measure(sessions_count: int, requests: int, seconds: float | None) -> dict[s
             "rps": measured.rps,
             "errors": measured.errors,
             "error_rate": measured.errors / measured.requests if measured.requests else 0.0,
+            "failures": dict(measured.failures.most_common()),
             **measured.percentiles(),
             "routes": {route: measured.percentiles(route) for route in ROUTES},
         },
@@ -407,6 +419,8 @@ def _print(result: dict[str, Any]) -> bool:
         print(f"{'  ' + route:<34}{'':>9}{cuts['p50']:>9.1f}{cuts['p95']:>9.1f}{cuts['p99']:>9.1f}")
     print(f"{'ratio mix / baseline req/s':<34}{mix['rps'] / base['rps']:>9.2f}")
     print(f"{'error rate':<34}{mix['error_rate']:>9.2%}")
+    for what, count in list(mix["failures"].items())[:6]:
+        print(f"{'  ' + what:<34}{count:>9}")
     print(
         f"{'server RSS MiB setup/warm/end':<34}"
         f"{rss['after_setup']:>9.0f}{rss['after_warmup']:>9.0f}{rss['at_end']:>9.0f}"
