@@ -17,7 +17,9 @@ server's resident memory after set-up, after a 10,000-request warm-up and at the
 shows as growth between the last two). The default run stops at 30,000 mixed requests or after
 60 s of measurement (baseline and warm-up capped at 20 s each), so ``make bench`` stays within a
 few minutes even on a busy machine; ``--full`` sends 100,000 mixed requests with no time cap,
-as the issue asks.
+as the issue asks. By default every session sends its next request as soon as the last one is
+answered (a closed loop: saturation, the worst case); ``--think 2`` paces each session like a
+person reading a page (a pause of 0-4 s between requests).
 
     python -m bench load_run             (or: python -m bench.load_run --full --sessions 1000)
 
@@ -33,6 +35,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import secrets
 import statistics
 import subprocess
@@ -289,6 +292,7 @@ async def _drive(
     seconds: float | None = None,
     *,
     baseline: bool = False,
+    think: float = 0.0,
 ) -> Phase:
     """``len(sessions)`` concurrent clients until ``total`` requests have been sent (or, with
     ``seconds``, that time has passed, whichever comes first)."""
@@ -337,6 +341,8 @@ async def _drive(
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     outcome = f"{route} {type(exc).__name__}"
                 phase.add(route, time.perf_counter() - started, outcome)
+                if think:  # a person reading the page: uniform around the mean, no lockstep
+                    await asyncio.sleep(random.uniform(0, 2 * think))
 
         started = time.perf_counter()
         await asyncio.gather(*(client(i, s) for i, s in enumerate(sessions)))
@@ -344,7 +350,9 @@ async def _drive(
     return phase
 
 
-def measure(sessions_count: int, requests: int, seconds: float | None) -> dict[str, Any]:
+def measure(
+    sessions_count: int, requests: int, seconds: float | None, think: float = 0.0
+) -> dict[str, Any]:
     with _stack() as stack:
         setup_started = time.perf_counter()
         sessions = asyncio.run(_sessions(stack, sessions_count))
@@ -354,16 +362,21 @@ def measure(sessions_count: int, requests: int, seconds: float | None) -> dict[s
         baseline_count = min(BASELINE_REQUESTS, requests // 3)
         warmup_count = min(WARMUP_REQUESTS, requests // 3)
         third = seconds / 3 if seconds is not None else None
-        baseline = asyncio.run(_drive(stack, sessions, baseline_count, third, baseline=True))
-        warmup = asyncio.run(_drive(stack, sessions, warmup_count, third))
+        baseline = asyncio.run(
+            _drive(stack, sessions, baseline_count, third, baseline=True, think=think)
+        )
+        warmup = asyncio.run(_drive(stack, sessions, warmup_count, third, think=think))
         rss_warm = stack.server.rss_kib()
-        measured = asyncio.run(_drive(stack, sessions, requests - warmup.requests, seconds))
+        measured = asyncio.run(
+            _drive(stack, sessions, requests - warmup.requests, seconds, think=think)
+        )
         rss_end = stack.server.rss_kib()
         backend = stack.server.backend
     mixed_total = warmup.requests + measured.requests
     return {
         "backend": backend,
         "sessions": sessions_count,
+        "think_seconds": think,
         "setup_seconds": setup_seconds,
         "baseline": {
             "route": "GET /health",
@@ -404,6 +417,7 @@ def _print(result: dict[str, Any]) -> bool:
     print(
         f"{result['sessions']} concurrent signed-in sessions, {result['backend']}"
         f" (+ Redis), set-up {result['setup_seconds']:.0f} s,"
+        f" think time {result['think_seconds']:.1f} s,"
         f" load average {result['machine']['load_average'][0]:.1f}"
     )
     print(f"{'route':<34}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
@@ -450,9 +464,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"{FULL_REQUESTS:,} mixed requests, no time cap (the leak check as issue 11 asks)",
     )
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="mean pause of each session between requests (0: closed loop, saturation)",
+    )
     args = parser.parse_args(argv if argv is not None else [])
     requests = FULL_REQUESTS if args.full else args.requests
-    result = measure(args.sessions, requests, None if args.full else args.seconds)
+    result = measure(args.sessions, requests, None if args.full else args.seconds, args.think)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2), encoding="utf-8")
     ok = _print(result)
