@@ -81,7 +81,7 @@ async def _database(name: str, var_dir: Path) -> Database:
         var_dir=var_dir,
         secrets_dir=var_dir / "secrets",
         db_pool_size=WRITERS,
-        db_max_overflow=0,
+        db_max_overflow=1,  # one for the deferred mode's linker (never used by the others)
         log_level="WARNING",
         db_slow_statement_seconds=3600,
     )

@@ -35,6 +35,8 @@ from aayu_accounts.models.audit_intake import AuditIntake
 log = structlog.get_logger(__name__)
 
 LINK_BATCH = 1000
+RETRIES = 3
+RETRY_DELAY_SECONDS = 0.5
 _LINK = text("SELECT audit_chain_link(:limit)")
 _KICK_REGISTERED = "aayu_audit_link_after_commit"
 
@@ -83,13 +85,21 @@ class Linker:
             )
 
     async def _drain(self) -> None:
+        failures = 0
         while self._wanted.is_set():
             self._wanted.clear()
             try:
                 self.linked += await link_all(self.db)
-            except Exception as exc:  # the leader's sweep links what is left
-                log.warning("audit.link_failed", error_type=type(exc).__name__)
-                return
+                failures = 0
+            except Exception as exc:
+                # Typically the pool was exhausted or the database is away: try again shortly,
+                # a few times; after that the leader's sweep links what is left.
+                failures += 1
+                log.warning("audit.link_failed", error_type=type(exc).__name__, attempt=failures)
+                if failures >= RETRIES:
+                    return
+                self._wanted.set()
+                await asyncio.sleep(RETRY_DELAY_SECONDS)
 
     async def idle(self) -> None:
         """Wait until no pass is running or wanted (tests and the benchmark)."""

@@ -23,10 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
-
 from aayu_accounts.audit.checkpoint import (
     CheckpointVerifier,
     LoadedCheckpoint,
@@ -85,6 +81,8 @@ class ObjectStoreError(Exception):
 
 
 def _translate(exc: Exception) -> ObjectStoreError:
+    from botocore.exceptions import ClientError  # noqa: PLC0415 - boto3 loads only for S3
+
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         code = exc.response.get("Error", {}).get("Code", "error")
@@ -113,6 +111,8 @@ class S3Store:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     async def _call(self, operation: Callable[[], Any]) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
         async def attempt() -> Any:
             try:
                 return await asyncio.to_thread(operation)
@@ -172,6 +172,10 @@ class BadCheckpointUrl(ValueError):
 
 
 def s3_client(settings: Settings) -> S3Client:
+    # Imported here: boto3 takes a while to import, and only an s3:// URL needs it.
+    import boto3  # noqa: PLC0415
+    from botocore.config import Config as BotoConfig  # noqa: PLC0415
+
     timeout = settings.audit_s3_timeout_seconds
     client: S3Client = boto3.client(
         "s3",
