@@ -11,6 +11,7 @@ import asyncio
 import re
 import secrets
 import time
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -87,7 +88,11 @@ async def test_sign_up_verify_enroll_mfa_and_sign_in_with_totp(
     ).to_be_visible()
     codes = page.locator("#recovery-codes li")
     await expect(codes).to_have_count(10)
-    await expect(page.get_by_role("button", name="Download")).to_be_visible()
+    async with page.expect_download() as downloading:
+        await page.get_by_role("button", name="Download").click()
+    saved = await (await downloading.value).path()
+    text = await asyncio.to_thread(Path(saved).read_text)
+    assert text.split() == [c.strip() for c in await codes.all_inner_texts()]
     await screenshot(page, "journey-1-recovery-codes")
     await page.get_by_role("link", name="I saved them, continue").click()
 
