@@ -12,12 +12,22 @@
     var dialog = document.getElementById("idle-warning");
     if (!seconds || !dialog) { return; }
     var timeoutMs = seconds * 1000;
+    var KEY = "aayu-last-activity";
     var lastActivity = Date.now();
+    // Tabs share the newest activity: working in one tab keeps the others signed in too.
+    function shared() {
+      try { return parseInt(window.localStorage.getItem(KEY) || "0", 10) || 0; } catch (e) { return 0; }
+    }
+    function touched() {
+      lastActivity = Date.now();
+      try { window.localStorage.setItem(KEY, String(lastActivity)); } catch (e) { /* private mode */ }
+    }
+    touched();
     var countdown = document.getElementById("idle-countdown");
     var stay = document.getElementById("idle-stay");
     var returnFocus = null;
 
-    function remaining() { return timeoutMs - (Date.now() - lastActivity); }
+    function remaining() { return timeoutMs - (Date.now() - Math.max(lastActivity, shared())); }
 
     function show() {
       if (dialog.hidden) {
@@ -46,6 +56,7 @@
         }
         return;
       }
+      if (left > WARN_BEFORE_MS && !dialog.hidden) { hide(); }
       if (left <= WARN_BEFORE_MS) {
         var s = Math.ceil(left / 1000);
         countdown.textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
@@ -54,14 +65,17 @@
     }
 
     stay.addEventListener("click", function () {
-      fetch("/session/ping", { credentials: "same-origin", headers: { "Accept": "application/json" } })
-        .then(function (response) {
-          if (response.ok) { lastActivity = Date.now(); hide(); }
-          else { window.location.assign("/sign-in?idle=1"); }
-        });
+      // redirect: "manual": an ended session answers a redirect to sign-in, which must not
+      // look like success.
+      fetch("/session/ping", {
+        credentials: "same-origin", redirect: "manual", headers: { "Accept": "application/json" }
+      }).then(function (response) {
+        if (response.ok) { touched(); hide(); }
+        else { window.location.assign("/sign-in?idle=1"); }
+      }, function () { window.location.assign("/sign-in?idle=1"); });
     });
     // Every htmx request the page makes counts as activity on the server too.
-    document.addEventListener("htmx:afterRequest", function () { lastActivity = Date.now(); });
+    document.addEventListener("htmx:afterRequest", touched);
     window.setInterval(tick, 1000);
   }
 
