@@ -96,7 +96,7 @@ async def test_sign_up_verify_enroll_mfa_and_sign_in_with_totp(
     await screenshot(page, "journey-1-recovery-codes")
     await page.get_by_role("link", name="I saved them, continue").click()
 
-    await page.get_by_role("button", name="Sign out").first.click()
+    await page.get_by_role("button", name="Sign out", exact=True).click()
     await expect(page.get_by_role("status")).to_contain_text("You are signed out")
     await _sign_in(page, email, password)
     await expect(page.get_by_role("heading", name="Two-factor authentication")).to_be_visible()
