@@ -215,3 +215,18 @@ async def test_idle_timeout_reaches_the_page_and_a_stale_sign_out_still_clears(
     assert out.status_code == 303
     assert "aayu_session" not in console.cookies
     assert "period of inactivity" in (await page(console, "/sign-in")).text
+
+
+async def test_a_form_posted_after_sign_out_goes_to_sign_in(
+    console: httpx.AsyncClient, db: Database
+) -> None:
+    await _signed_in(console, db)
+    form = await page(console, "/account")
+    await post(console, "/account", "/sign-out")
+    late = await console.post(
+        "/account/sessions/revoke-others",
+        data={"csrf_token": hidden(form.text, "csrf_token")},
+        headers={"Origin": "https://testserver"},
+    )
+    assert late.status_code == 303
+    assert late.headers["location"] == "/sign-in"

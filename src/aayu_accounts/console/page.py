@@ -146,6 +146,8 @@ async def _load(request: Request) -> ConsoleContext:
 
 
 def _sign_in_location(request: Request) -> str:
+    if request.method != "GET":
+        return "/sign-in"  # a form posted after the session ended: no page to come back to
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return "/sign-in?next=" + quote(here, safe="")
 
