@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from aayu_accounts import migrate
 from aayu_accounts.config import Settings
@@ -208,6 +208,10 @@ async def page(browser: Browser, live_server: LiveServer) -> AsyncIterator[Page]
         base_url=live_server.url,
         viewport={"width": 820, "height": 1180},  # a tablet, portrait
     )
+    # A CI machine under load answers slower than a desk: generous waits (they end as soon as
+    # the condition holds, so a fast run stays fast).
+    context.set_default_timeout(30_000)
+    expect.set_options(timeout=15_000)
     problems: list[str] = []
     outside: list[str] = []
 
