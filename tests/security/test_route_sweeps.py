@@ -12,6 +12,7 @@ import uuid
 import httpx
 from fastapi import FastAPI
 
+from aayu_accounts.api_security.csrf import csrf_token_for
 from aayu_accounts.db import Database
 from tests.identity.accounts.helpers import Account
 from tests.security.conftest import (
@@ -38,8 +39,23 @@ def org_scoped(app: FastAPI) -> list[tuple[str, str]]:
 async def _call(
     client: httpx.AsyncClient, method: str, path: str, account: Account
 ) -> httpx.Response:
-    body: dict[str, object] | None = {} if method in UNSAFE else None
-    return await client.request(method, path, json=body, headers=account.auth)
+    """The API with the account's bearer token; the console's pages as its browser would, with
+    the session cookie (and the bound CSRF token on a form post)."""
+    if path.startswith("/api/"):
+        body: dict[str, object] | None = {} if method in UNSAFE else None
+        return await client.request(method, path, json=body, headers=account.auth)
+    csrf = csrf_token_for(account.token)
+    headers = {"Cookie": f"aayu_session={account.token}; aayu_csrf={csrf}", "X-CSRF-Token": csrf}
+    if method in UNSAFE:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    return await client.request(method, path, content=b"", headers=headers)
+
+
+def _hidden_code(response: httpx.Response) -> str:
+    """The problem code of a 404, or "page" for the console's own not-found page."""
+    if response.headers.get("content-type", "").startswith("application/problem+json"):
+        return str(response.json()["code"])
+    return "page"
 
 
 async def test_every_org_scoped_route_hides_a_clinic_from_another_clinics_member(
@@ -54,20 +70,27 @@ async def test_every_org_scoped_route_hides_a_clinic_from_another_clinics_member
         values = {"org_id": owner_a.org_id, "user_id": member_a.user_id}
         response = await _call(client, method, fill_path(template, values), owner_b)
         answers[(method, template)] = response.status_code
+        # The same answer as a clinic that does not exist: nothing tells them apart.
+        unknown = await _call(
+            client,
+            method,
+            fill_path(template, {"org_id": str(uuid.uuid4()), "user_id": member_a.user_id}),
+            owner_b,
+        )
+        assert unknown.status_code == response.status_code, template
+        assert owner_a.org_name not in response.text
         if response.status_code == 404:
-            problem = response.json()
-            hidden_codes[(method, template)] = problem["code"]
-            assert response.headers["content-type"].startswith("application/problem+json")
-            # The same answer as a clinic that does not exist: nothing tells them apart.
-            unknown = await _call(
-                client,
-                method,
-                fill_path(template, {"org_id": str(uuid.uuid4()), "user_id": member_a.user_id}),
-                owner_b,
-            )
-            assert unknown.status_code == 404
-            assert unknown.json()["code"] == problem["code"]
-            assert owner_a.org_name not in response.text
+            hidden_codes[(method, template)] = _hidden_code(response)
+            if template.startswith("/api/"):
+                assert response.headers["content-type"].startswith("application/problem+json")
+            assert _hidden_code(unknown) == hidden_codes[(method, template)]
+        elif 300 <= response.status_code < 400 and not template.startswith("/api/"):
+            # A console link that sends the caller to their own page whatever clinic it
+            # names (/orgs/{org_id}/billing, the emails' link): no oracle, nothing shown.
+            location = response.headers["location"]
+            assert location == unknown.headers["location"], template
+            assert owner_a.org_id not in location
+            answers[(method, template)] = 404
     assert {key: code for key, code in answers.items() if code != 404} == {}
 
     # Control: the rightful owner gets past the access check on each readable route (a 404
@@ -77,9 +100,10 @@ async def test_every_org_scoped_route_hides_a_clinic_from_another_clinics_member
             continue
         values = {"org_id": owner_a.org_id, "user_id": member_a.user_id}
         response = await _call(client, method, fill_path(template, values), owner_a)
-        assert response.status_code != 404 or (
-            response.json()["code"] != hidden_codes[(method, template)]
-        ), (template, response.text)
+        if (method, template) in hidden_codes:
+            assert response.status_code != 404 or (
+                _hidden_code(response) != hidden_codes[(method, template)]
+            ), (template, response.text[:300])
 
 
 async def test_every_unsafe_cookie_route_refuses_a_failed_csrf_check(
