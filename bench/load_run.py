@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import random
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -67,6 +69,7 @@ from bench._login_server import (
 )
 
 RESULTS = Path(__file__).parent / "results" / "load_run.json"
+SERVER_LOG = RESULTS.with_suffix(".server.log")
 WARMUP_REQUESTS = 10_000
 DEFAULT_REQUESTS = 30_000
 DEFAULT_SECONDS = 60.0
@@ -189,6 +192,10 @@ def _stack() -> Iterator[Stack]:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+                # The server's warnings and errors (JSON lines) next to the results.
+                with contextlib.suppress(OSError):
+                    SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(Path(tmp) / "server.log", SERVER_LOG)
             if backend == "postgresql":
                 asyncio.run(
                     _execute(
