@@ -23,7 +23,9 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -37,7 +39,14 @@ from aayu_accounts import migrate
 from aayu_accounts.config import Settings
 from aayu_accounts.db import create_engine
 from tests.email.smtp_server import RecordingHandler, smtp_server
-from tests.fixtures.services import REQUIRE_SERVICES
+from tests.fixtures.database import create_pg_database, drop_pg_database
+from tests.fixtures.services import (
+    REDIS_URL,
+    REQUIRE_SERVICES,
+    postgres_available,
+    redis_available,
+    require,
+)
 
 CHROMIUM = os.environ.get("AAYU_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -134,48 +143,92 @@ async def _migrated(env: dict[str, str]) -> None:
         await engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def live_server_backend() -> str:
+    """The live server's database: "sqlite" (as `make run`); a module overrides this fixture
+    with "postgresql" to run its journeys on PostgreSQL + Redis (production's stores)."""
+    return "sqlite"
+
+
+@asynccontextmanager
+async def _database(backend: str, var_dir: Path) -> AsyncIterator[dict[str, str]]:
+    """The AAYU_* settings of a fresh, migrated database for the live server."""
+    if backend == "sqlite":
+        env = {"AAYU_DATABASE_URL": f"sqlite+aiosqlite:///{var_dir / 'aayu.db'}"}
+        await _migrated(env)
+        yield env
+        return
+    require("PostgreSQL", postgres_available())
+    require("Redis", redis_available())
+    name = f"aayu_browser_{uuid.uuid4().hex[:12]}"
+    env = {
+        "AAYU_DATABASE_URL": await create_pg_database(name),
+        "AAYU_REDIS_URL": REDIS_URL,
+        "AAYU_REDIS_PREFIX": f"{name}:",
+    }
+    try:
+        await _migrated(env)
+        yield env
+    finally:
+        await drop_pg_database(name)
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def live_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveServer]:
+async def live_server(
+    tmp_path_factory: pytest.TempPathFactory, live_server_backend: str
+) -> AsyncIterator[LiveServer]:
     var_dir = tmp_path_factory.mktemp("browser-var")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     with smtp_server() as (handler, smtp_port):
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AAYU_")},
-            # Development, as `make run`: plain HTTP on loopback, cookies without Secure.
-            "AAYU_ENV": "development",
-            "AAYU_DATABASE_URL": f"sqlite+aiosqlite:///{var_dir / 'aayu.db'}",
-            "AAYU_VAR_DIR": str(var_dir),
-            "AAYU_SECRETS_DIR": str(var_dir / "secrets"),
-            "AAYU_LEGACY_STORE_DIR": str(var_dir / "legacy-store"),
-            "AAYU_PUBLIC_URL": url,
-            "AAYU_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-            "AAYU_JOB_POLL_SECONDS": "0.2",
-            # Cheap hashing and proof of work keep the journeys quick.
-            "AAYU_ARGON2_MEMORY_KIB": "1024",
-            "AAYU_ARGON2_TIME_COST": "1",
-            "AAYU_ALTCHA_MAX_NUMBER": "5000",
-            "AAYU_LOG_LEVEL": "WARNING",
-        }
-        await _migrated(env)
-        log = (var_dir / "server.log").open("wb")
-        process = subprocess.Popen(  # noqa: ASYNC220 - started once; it runs beside the tests
-            [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        async with (
+            _database(live_server_backend, var_dir) as database,
+            _serve(url, var_dir, smtp_port, database, handler) as server,
+        ):
+            yield server
+
+
+@asynccontextmanager
+async def _serve(
+    url: str, var_dir: Path, smtp_port: int, database: dict[str, str], handler: RecordingHandler
+) -> AsyncIterator[LiveServer]:
+    """``aayu-accounts serve`` on ``url``'s port, as `make run` starts it."""
+    port = url.rsplit(":", 1)[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AAYU_")},
+        # Development, as `make run`: plain HTTP on loopback, cookies without Secure.
+        "AAYU_ENV": "development",
+        **database,
+        "AAYU_VAR_DIR": str(var_dir),
+        "AAYU_SECRETS_DIR": str(var_dir / "secrets"),
+        "AAYU_LEGACY_STORE_DIR": str(var_dir / "legacy-store"),
+        "AAYU_PUBLIC_URL": url,
+        "AAYU_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "AAYU_JOB_POLL_SECONDS": "0.2",
+        # Cheap hashing and proof of work keep the journeys quick.
+        "AAYU_ARGON2_MEMORY_KIB": "1024",
+        "AAYU_ARGON2_TIME_COST": "1",
+        "AAYU_ALTCHA_MAX_NUMBER": "5000",
+        "AAYU_LOG_LEVEL": "WARNING",
+    }
+    log = (var_dir / "server.log").open("wb")
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once; it runs beside the tests
+        [*CLI, "serve", "--host", "127.0.0.1", "--port", port],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        await _wait_until_up(url, process)
+        yield LiveServer(url=url, emails=Inbox(handler), env=env)
+    finally:
+        process.terminate()
         try:
-            await _wait_until_up(url, process)
-            yield LiveServer(url=url, emails=Inbox(handler), env=env)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            log.close()
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
 
 
 def _chromium_or_skip() -> str:
