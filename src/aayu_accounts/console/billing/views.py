@@ -48,7 +48,7 @@ from aayu_accounts.console.page import (
     roles_page,
     set_org_cookie,
 )
-from aayu_accounts.errors import AppError
+from aayu_accounts.errors import AppError, NotFound
 from aayu_accounts.identity.membership.service import OrgAccess
 from aayu_accounts.identity.permissions import Permission, allowed
 from aayu_accounts.models.invoice import Invoice
@@ -526,8 +526,10 @@ async def stripe_portal(ctx: BillingPage, request: Request) -> Response:
 @router.get("/orgs/{org_id}/billing")
 async def billing_link(ctx: SignedInPage, request: Request, org_id: str) -> Response:
     """The address billing emails and Stripe's default return use: that clinic's billing
-    page (it becomes the current clinic; a clinic the caller is not in is simply ignored)."""
+    page (it becomes the current clinic). Another clinic's address is 404, as in the API: a
+    redirect would tell the caller the clinic exists."""
+    if not any(m.org_id == org_id for m in ctx.memberships):
+        raise NotFound()
     response = redirect(request, "/billing")
-    if any(m.org_id == org_id for m in ctx.memberships):
-        set_org_cookie(request, response, org_id)
+    set_org_cookie(request, response, org_id)
     return response
