@@ -51,7 +51,7 @@ def test_list_rotate_retire_reencrypt(cli_env: dict[str, str], tmp_path: Path) -
     names = {(item["name"], item["version"]) for item in listed}
     assert ("data", "1") in names
     assert ("master", "1") in names
-    assert len(names) == 8
+    assert len(names) == 9  # every key purpose (audit-signing included) and the master key
 
     rotated = run(cli_env, "keys", "rotate", "data", "--activate-in", "0")
     assert "version 2" in rotated.stderr
