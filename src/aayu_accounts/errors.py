@@ -233,6 +233,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def error_for_unexpected(exc: BaseException) -> AppError:
     """Log an exception nobody expected (with its trace and the request id) and say what to
     answer: 503 for a dependency outage, else a 500 whose body reveals nothing."""
+    if isinstance(exc, AppError):
+        # Raised where the app's handlers do not reach (a middleware, e.g. the rate limiter
+        # meeting an open Redis breaker): it already says what to answer.
+        return exc
     if _is_dependency_outage(exc):
         log.error("request.dependency_unavailable", error=type(exc).__name__)
         return DependencyUnavailable("Please retry shortly.")
