@@ -265,6 +265,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("audit_checkpoint_url")
+    @classmethod
+    def _audit_checkpoint_url_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("file:///", "s3://")):
+            raise ValueError("audit_checkpoint_url must be file:///path or s3://bucket/prefix")
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
