@@ -32,8 +32,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +146,10 @@ async def _signins(
     """(successful sign-ins per second, failures) at SIGNIN_CLIENTS concurrent clients."""
     ok = failed = 0
     deadline = time.perf_counter() + seconds
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+    # No cookie jar: a browser's session cookie would make each further POST need a CSRF
+    # token; API clients sign in with the body alone, as the peer's clients do.
+    no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+    async with httpx.AsyncClient(base_url=base, timeout=60, cookies=no_cookies) as client:
 
         async def loop() -> None:
             nonlocal ok, failed
@@ -186,6 +191,7 @@ def measure_ours(seconds: float) -> dict[str, Any]:
         first.raise_for_status()
         auth = {"Authorization": f"Bearer {first.json()['token']}"}
         turn = 0
+        failures: Counter[str] = Counter()
 
         async def sign_in(client: httpx.AsyncClient) -> bool:
             nonlocal turn
@@ -194,12 +200,19 @@ def measure_ours(seconds: float) -> dict[str, Any]:
             response = await client.post(
                 "/api/v1/auth/login", json={"email": email, "password": password}
             )
+            if response.status_code != 200:
+                failures[f"{response.status_code} {response.json().get('code', '')}"] += 1
             return response.status_code == 200
 
         async def run() -> dict[str, Any]:
             rate, failed = await _signins(server.base_url, sign_in, seconds)
             profile = await _profile(server.base_url, "/api/v1/me", auth, seconds / 3)
-            return {"signins_per_second": rate, "signin_failures": failed, **profile}
+            return {
+                "signins_per_second": rate,
+                "signin_failures": failed,
+                "signin_failure_kinds": dict(failures),
+                **profile,
+            }
 
         return {"backend": server.backend, **asyncio.run(run())}
 
@@ -256,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         mine, peer = float(ours[key]), float(theirs[key])
         ratio = f"{mine / peer:.2f}" if peer else "-"
         print(f"{label:<42}{fmt.format(mine):>12}{fmt.format(peer):>15}{ratio:>11}")
+    if ours["signin_failure_kinds"]:
+        print(f"our sign-in failures: {ours['signin_failure_kinds']}")
     print(f"(ours on {ours['backend']} + Redis; the peer on PostgreSQL; load average "
           f"{result['load_average'][0]:.1f}; written to {RESULTS})")  # fmt: skip
     return 0
