@@ -1,4 +1,10 @@
-"""`make bench`: run every benchmark module in this folder that defines ``main()``."""
+"""`make bench`: run every benchmark module in this folder that defines ``main()``.
+
+Modules are found by name (``_``-prefixed ones are helpers): login_timing, login_throughput,
+me_throughput, audit_append, flags, signing, entitlements, console_pages, load_run (1,000
+concurrent sessions; ``python -m bench.load_run --full`` for 100,000 requests) and peers
+(fastapi-users side by side). ``python -m bench NAME ...`` runs only those named.
+"""
 
 from __future__ import annotations
 
