@@ -114,6 +114,34 @@ async def test_success_forgives_the_pair_but_not_the_ip(
     assert decision.reason is ThrottleReason.IP_FAILURES
 
 
+async def test_success_with_nothing_to_forgive_asks_the_store_nothing(
+    throttle_store: ThrottleStore, settings: Settings, frozen_clock: FrozenClock
+) -> None:
+    cleared: list[object] = []
+
+    class Watched:
+        # The real store; only ``clear`` is watched.
+        def __getattr__(self, name: str) -> object:
+            return getattr(throttle_store, name)
+
+        async def clear(self, keys: object) -> None:
+            cleared.append(keys)
+            await throttle_store.clear(keys)  # type: ignore[arg-type]
+
+    throttle = LoginThrottle(Watched(), settings)  # type: ignore[arg-type]
+    clean = await throttle.check(IP, ACCOUNT)
+    assert clean.pair_failures == 0
+    await throttle.record_success(IP, ACCOUNT, checked=clean)
+    assert cleared == []  # a correct first try: no round trip
+    for _ in range(2):
+        await throttle.record_failure(IP, ACCOUNT)
+    after_failures = await throttle.check(IP, ACCOUNT)
+    assert after_failures.pair_failures == 2
+    await throttle.record_success(IP, ACCOUNT, checked=after_failures)
+    assert len(cleared) == 1
+    assert (await throttle.check(IP, ACCOUNT)).pair_failures == 0  # forgiven
+
+
 async def test_failures_slide_out_of_the_window(
     throttle: LoginThrottle, frozen_clock: FrozenClock
 ) -> None:

@@ -35,6 +35,7 @@ from aayu_accounts.identity.errors import (
 )
 from aayu_accounts.identity.membership import repository as membership_repository
 from aayu_accounts.identity.runtime import IdentityRuntime
+from aayu_accounts.identity.throttle.login import Decision
 from aayu_accounts.identity.tokens import hash_token, new_token
 from aayu_accounts.identity.user import repository as user_repository
 from aayu_accounts.kit import clock
@@ -245,6 +246,7 @@ async def login(
             ip=ip,
             account_key=account_key,
             presented_token_hash=presented_token_hash,
+            decision=decision,
         )
 
     async def accept(user_id: str) -> LoginOutcome:
@@ -253,7 +255,7 @@ async def login(
         user = await user_repository.get(session, user_id)
         if user is None or not user.is_active:
             return await reject()
-        await rt.login_throttle.record_success(ip, account_key)
+        await rt.login_throttle.record_success(ip, account_key, checked=decision)
         return await _second_step_or_session(
             session, rt, user, presented_token_hash=presented_token_hash, path="legacy"
         )
@@ -281,6 +283,7 @@ async def _password_path(
     ip: str,
     account_key: str,
     presented_token_hash: str | None,
+    decision: Decision | None = None,
 ) -> LoginOutcome:
     """The new path: the password checked against the identity store's Argon2id hash.
 
@@ -318,7 +321,7 @@ async def _password_path(
     if reason:
         return await _fail(session, rt, ip=ip, account_key=account_key, user=user, reason=reason)
 
-    await rt.login_throttle.record_success(ip, account_key)
+    await rt.login_throttle.record_success(ip, account_key, checked=decision)
     if rt.hasher.needs_rehash(user.password_hash):
         # Parameters changed since this hash was made: upgrade it while we hold the password.
         user.password_hash = await rt.hasher.hash(password)

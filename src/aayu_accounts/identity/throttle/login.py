@@ -44,11 +44,14 @@ class Decision:
     ``retry_after`` set: refuse with 429 and ``Retry-After: retry_after`` (seconds), without
     checking the credential. Otherwise ``captcha_required``: refuse unless a valid CAPTCHA
     solution came with the attempt. ``reason`` is a tag for audit, never shown to the client.
+    ``pair_failures``: the (IP, account) pair's recent failures when checked, so a correct
+    sign-in with nothing to forgive skips the store's round trip.
     """
 
     captcha_required: bool
     retry_after: int | None
     reason: ThrottleReason | None
+    pair_failures: int = 0
 
     @property
     def refused(self) -> bool:
@@ -117,7 +120,7 @@ class LoginThrottle:
             reason = ThrottleReason.ACCOUNT_FAILURES
         elif self._store.degraded:
             reason = ThrottleReason.STORE_DEGRADED
-        return Decision(reason is not None, None, reason)
+        return Decision(reason is not None, None, reason, pair_failures=pair_n)
 
     async def record_failure(self, ip: str, account_key: str) -> Signals:
         """Count a failed sign-in (unknown account included) and apply any block it earns."""
@@ -160,8 +163,16 @@ class LoginThrottle:
             ),
         )
 
-    async def record_success(self, ip: str, account_key: str) -> None:
-        """A correct sign-in forgives this pair's failures (not the IP's, not the account's)."""
+    async def record_success(
+        self, ip: str, account_key: str, *, checked: Decision | None = None
+    ) -> None:
+        """A correct sign-in forgives this pair's failures (not the IP's, not the account's).
+
+        With the attempt's ``checked`` decision showing none, there is nothing to forgive and
+        the store is not asked (a failure recorded in between stays counted: stricter).
+        """
+        if checked is not None and checked.pair_failures == 0:
+            return
         pair, _, _ = self._keys(ip, account_key)
         await self._store.clear([pair])
 
