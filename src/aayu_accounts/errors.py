@@ -240,6 +240,10 @@ def error_for_unexpected(exc: BaseException) -> AppError:
     if _is_dependency_outage(exc):
         log.error("request.dependency_unavailable", error=type(exc).__name__)
         return DependencyUnavailable("Please retry shortly.")
+    if _is_unstorable_input(exc):
+        # The request's transaction is rolled back by its edge: nothing half-written.
+        log.info("request.unstorable_input", error=type(exc).__name__)
+        return ValidationFailed("A value cannot be stored (for example a NUL character in text).")
     log.error("request.unhandled", exc_info=exc)
     return InternalError("An unexpected error occurred.")
 
@@ -261,6 +265,16 @@ def _sqlstate(exc: DBAPIError) -> str | None:
         if isinstance(code, str):
             return code
     return None
+
+
+def _is_unstorable_input(exc: BaseException) -> bool:
+    # SQLSTATE class 22, data exception: the value itself cannot be stored (22021 a NUL in
+    # text, 22P05 a NUL escape in JSON, 22003 a number out of range). That is the request's
+    # fault, never the server's: a 422, like any other invalid input.
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = _sqlstate(exc)
+    return code is not None and code.startswith("22")
 
 
 def _is_dependency_outage(exc: BaseException) -> bool:
