@@ -68,7 +68,7 @@ async def test_the_application_role_links_deferred_events_but_cannot_touch_the_i
 ) -> None:
     if backend != "postgresql":
         pytest.skip("roles and grants are PostgreSQL's")
-    from aayu_accounts.audit.linker import link_all
+    from aayu_accounts.audit.linker import link_all, linker_for
     from aayu_accounts.audit.service import configure_append_mode
 
     suffix = uuid.uuid4().hex[:8]
@@ -101,6 +101,7 @@ async def test_the_application_role_links_deferred_events_but_cannot_touch_the_i
         await link_all(app_db)
     finally:
         configure_append_mode(previous)
+        await linker_for(as_app).idle()  # no linking pass outlives the test's engine
         await as_app.dispose()
         await drop_triggers(audit_engine)
         async with audit_engine.begin() as conn:
