@@ -7,9 +7,11 @@ taken address learns about the attempt by email instead of the requester learnin
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.service import Actor, record
 from aayu_accounts.config import Settings
+from aayu_accounts.crypto.field_encryption import seal, unseal
+from aayu_accounts.crypto.keyring import KeyPurpose, get_keyring
 from aayu_accounts.email.service import queue_email
 from aayu_accounts.errors import Conflict
 from aayu_accounts.identity.auth_session import service as session_service
@@ -33,8 +37,10 @@ from aayu_accounts.identity.permissions import Role
 from aayu_accounts.identity.runtime import IdentityRuntime
 from aayu_accounts.identity.tokens import hash_token, new_token
 from aayu_accounts.identity.user import repository
+from aayu_accounts.jobs import enqueue, job_handler
 from aayu_accounts.kit import clock
-from aayu_accounts.kit.asgi import client_ip_var
+from aayu_accounts.kit.asgi import client_ip_var, request_id_var, user_agent_var
+from aayu_accounts.kit.ids import new_id
 from aayu_accounts.models.email_token import EmailToken
 from aayu_accounts.models.membership import Membership
 from aayu_accounts.models.organization import Organization
@@ -43,6 +49,7 @@ from aayu_accounts.observability import metrics
 
 VERIFY_EMAIL = "verify_email"
 PASSWORD_RESET = "password_reset"  # noqa: S105 - a token purpose, not a password
+RESET_JOB = "identity.password_reset"
 # Reset emails per account per hour: beyond this, requests still answer 202 but send nothing.
 RESET_EMAILS_PER_HOUR = 5
 RESET_REQUESTS_PER_IP = 10
@@ -229,6 +236,11 @@ async def verify_email(session: AsyncSession, rt: IdentityRuntime, token: str) -
 async def request_password_reset(session: AsyncSession, rt: IdentityRuntime, email: str) -> None:
     """Always succeeds from the caller's point of view (202), whether or not the account exists.
 
+    The request does the same work for every address: one rate-limit hit and one job, whose
+    payload holds the address sealed under the data key. The lookup, the token, the email and
+    the audit event happen in the job, so the answer's timing cannot tell whether the account
+    exists (tests/security/test_enumeration.py).
+
     Raises :class:`TooManyAttempts` after ``RESET_REQUESTS_PER_IP`` requests from one address
     in ``RESET_WINDOW_SECONDS`` (whatever the addresses asked for): mail bombing and probing.
     """
@@ -238,6 +250,38 @@ async def request_password_reset(session: AsyncSession, rt: IdentityRuntime, ema
     [count] = await rt.store.hit([(key, RESET_WINDOW_SECONDS)], now)
     if count > RESET_REQUESTS_PER_IP:
         raise TooManyAttempts(RESET_WINDOW_SECONDS)
+    seal_id = new_id()
+    sealed = seal(
+        get_keyring(), KeyPurpose.DATA, email, table="jobs", column=RESET_JOB, row_id=seal_id
+    )
+    await enqueue(
+        session,
+        RESET_JOB,
+        {
+            "seal_id": seal_id,
+            "email": base64.b64encode(sealed).decode("ascii"),
+            "link_base": f"{rt.settings.public_url}/reset-password",
+            "minutes": rt.settings.password_reset_minutes,
+            # The request's context, so the job's audit event says where the request came from.
+            "ip": client_ip_var.get(),
+            "user_agent": user_agent_var.get(),
+            "request_id": request_id_var.get(),
+        },
+    )
+
+
+@job_handler(RESET_JOB, max_attempts=5)
+async def send_password_reset(session: AsyncSession, payload: dict[str, Any]) -> None:
+    """The job behind a reset request: email a reset link if the account exists and is
+    active, at most ``RESET_EMAILS_PER_HOUR`` per hour; otherwise nothing."""
+    email = unseal(
+        get_keyring(),
+        KeyPurpose.DATA,
+        base64.b64decode(payload["email"]),
+        table="jobs",
+        column=RESET_JOB,
+        row_id=str(payload["seal_id"]),
+    )
     user = await repository.get_by_email(session, email)
     if user is None or not user.is_active:
         return
@@ -251,26 +295,35 @@ async def request_password_reset(session: AsyncSession, rt: IdentityRuntime, ema
     )
     if (recent or 0) >= RESET_EMAILS_PER_HOUR:
         return
-    token = await _email_token(
-        session, user, PASSWORD_RESET, timedelta(minutes=rt.settings.password_reset_minutes)
-    )
+    minutes = int(payload["minutes"])
+    token = await _email_token(session, user, PASSWORD_RESET, timedelta(minutes=minutes))
     await queue_email(
         session,
         to=user.email or email,
         template="password_reset",
         context={
             "full_name": user.full_name,
-            "link": _link(rt, "reset-password", token),
-            "minutes": rt.settings.password_reset_minutes,
+            "link": f"{payload['link_base']}?token={token}",
+            "minutes": minutes,
         },
     )
-    await record(
-        session,
-        AuditAction.PASSWORD_RESET_REQUESTED,
-        actor=Actor.anonymous(),
-        target_type="user",
-        target_id=user.id,
+    context = (
+        (client_ip_var, payload.get("ip")),
+        (user_agent_var, payload.get("user_agent")),
+        (request_id_var, payload.get("request_id")),
     )
+    tokens = [(var, var.set(value)) for var, value in context]
+    try:
+        await record(
+            session,
+            AuditAction.PASSWORD_RESET_REQUESTED,
+            actor=Actor.anonymous(),
+            target_type="user",
+            target_id=user.id,
+        )
+    finally:
+        for var, reset in reversed(tokens):
+            var.reset(reset)
 
 
 async def _notify_password_changed(
