@@ -3,6 +3,7 @@ and the minimum sample counts that make a quiet period inconclusive rather than 
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -37,6 +38,9 @@ class Fake:
             "aayu_auth_login_failures_total", "", ["reason"], registry=self.registry
         )
         self.chain = Gauge("aayu_audit_chain_broken", "", registry=self.registry)
+        self.checkpoints = Counter(
+            "aayu_audit_checkpoints_total", "", ["outcome"], registry=self.registry
+        )
 
     def request(self, route: str, status: int, seconds: float = 0.05) -> None:
         status_class = f"{status // 100}xx"
@@ -124,3 +128,24 @@ def test_slow_queries_failed_logins_and_audit_chain(tmp_path: Path) -> None:
     fake.chain.set(0)
     evaluator.sample()
     assert evaluator.check(_rule("audit.chain_broken")).firing is False
+
+
+def test_checkpoint_upload_failures_fire_until_a_clean_two_hours(tmp_path: Path) -> None:
+    rule = _rule("audit.checkpoint_upload_failed")
+    fake = Fake()
+    evaluator = _evaluator(fake, tmp_path)
+    fake.checkpoints.labels("written").inc()
+    evaluator.sample()
+    assert evaluator.check(rule).firing is False
+    fake.checkpoints.labels("upload_failed").inc()  # a 4xx: the breaker stays closed
+    evaluator.sample()
+    assert evaluator.check(rule).firing is True
+    fake.checkpoints.labels("uploaded").inc(2)  # the next run catches up
+    evaluator.sample()
+    assert evaluator.check(rule).firing is True  # still within the window
+    # Two hours later with no new failure, the rule clears.
+    evaluator.history = deque(
+        (moment - rule.window_seconds - 60, s) for moment, s in evaluator.history
+    )
+    evaluator.sample()
+    assert evaluator.check(rule).firing is False

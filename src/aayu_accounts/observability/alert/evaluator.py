@@ -313,6 +313,20 @@ def _failed_logins(ev: Evaluator, rule: Rule) -> Verdict:
     return Verdict(failures > rule.threshold, f"{int(failures)} in {rule.window_seconds} s")
 
 
+def _checkpoint_uploads(ev: Evaluator, rule: Rule) -> Verdict:
+    # A missing bucket or refused credentials answer 4xx and never open the object store's
+    # breaker: the failures themselves must raise the alert. One successful run in the
+    # window does not clear it; a window (two hourly runs) without failures does.
+    failed = ev.delta(
+        "aayu_audit_checkpoints_total",
+        rule.window_seconds,
+        lambda lb: lb.get("outcome") == "upload_failed",
+    )
+    if failed is None:
+        return Verdict(None)
+    return Verdict(failed >= rule.threshold, f"{int(failed)} failed uploads")
+
+
 def _gauge_above(name: str) -> Callable[[Evaluator, Rule], Verdict]:
     def check(ev: Evaluator, rule: Rule) -> Verdict:
         value = highest(ev.history[-1][1], name) if ev.history else None
@@ -348,6 +362,7 @@ _CHECKS: dict[str, Callable[[Evaluator, Rule], Verdict]] = {
     "http.error_rate": _error_rate,
     "http.response_time": _response_time,
     "auth.failed_login_spike": _failed_logins,
+    "audit.checkpoint_upload_failed": _checkpoint_uploads,
     "host.disk_usage": _gauge_above("aayu_disk_usage_ratio"),
     "host.memory_usage": _gauge_above("aayu_memory_usage_ratio"),
     "db.slow_queries_increasing": _slow_queries,

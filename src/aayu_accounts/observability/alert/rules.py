@@ -111,6 +111,16 @@ RULES: tuple[Rule, ...] = (
         60,
         "sum(increase(aayu_auth_login_failures_total[{window}])) > {threshold}",
     ),
+    Rule(
+        "audit.checkpoint_upload_failed",
+        Severity.HIGH,
+        "Signed audit checkpoints are not reaching the object store",
+        "alert-checkpoint-upload-failed",
+        1,
+        7200,
+        'sum(increase(aayu_audit_checkpoints_total{{outcome="upload_failed"}}[{window}])) '
+        ">= {threshold}",
+    ),
     # --- medium: within the hour -------------------------------------------------------------
     Rule(
         "host.disk_usage",
