@@ -109,6 +109,7 @@ def create_app(  # noqa: PLR0915 - the composition root: every area's start, sto
         # Identity: hasher (dummy hash made now), throttles, CAPTCHA, session cache listener.
         app.state.identity = await IdentityRuntime.start(settings)
         app.state.identity.seat_check = billing_wiring.seat_check
+        app.state.identity.membership_changed = billing_wiring.membership_changed
         # Nonce memory, rate limits and service-client lookups (Redis when configured).
         api_security_wiring.start(app, settings, app.state.db)
         email_sender.configure(settings)

@@ -107,6 +107,12 @@ class EntitlementCacheMiddleware:
             await self.app(scope, receive, send)
 
 
+def membership_changed(session: AsyncSession, org_id: str) -> None:
+    """Identity's membership hook: a role change or (de)activation changes who holds a seat;
+    the clinic's entitlement answers are dropped here now and on every instance at commit."""
+    invalidate_on_commit(session, org_id)
+
+
 async def seat_check(session: AsyncSession, org_id: str, role: str) -> None:
     """Identity's seat hook: refuse a clinician beyond the clinic's paid seats (409)."""
     await ensure_seat_available(session, org_id=org_id, role=role)

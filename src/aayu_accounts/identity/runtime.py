@@ -31,9 +31,14 @@ from aayu_accounts.identity.throttle import (
 )
 
 SeatCheck = Callable[[AsyncSession, str, str], Awaitable[None]]
+MembershipChanged = Callable[[AsyncSession, str], None]
 
 
 async def _no_seat_check(_session: AsyncSession, _org_id: str, _role: str) -> None:
+    return None
+
+
+def _nothing_to_tell(_session: AsyncSession, _org_id: str) -> None:
     return None
 
 
@@ -41,7 +46,9 @@ async def _no_seat_check(_session: AsyncSession, _org_id: str, _role: str) -> No
 class IdentityRuntime:
     """The identity area's per-process parts. ``seat_check`` is the hook billing plugs into
     (identity may not import billing): called with (session, org_id, role) before a member
-    joins or becomes a clinician; it raises to refuse. A no-op until the app wires it."""
+    joins or becomes a clinician; it raises to refuse. ``membership_changed`` is told
+    (session, org_id) whenever a member's role or active state changes, seat or not (billing
+    drops its entitlement answers for that clinic on commit). No-ops until the app wires them."""
 
     settings: Settings
     hasher: PasswordHasher
@@ -53,6 +60,7 @@ class IdentityRuntime:
     sessions: SessionCache
     redis: Any = None
     seat_check: SeatCheck = field(default=_no_seat_check)
+    membership_changed: MembershipChanged = field(default=_nothing_to_tell)
 
     @classmethod
     async def start(cls, settings: Settings) -> IdentityRuntime:

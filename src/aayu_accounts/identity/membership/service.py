@@ -103,7 +103,9 @@ async def update_member(
     if gains_a_seat:
         await rt.seat_check(session, access.org_id, becomes_role)
     actor = Actor.user(access.user_id)
+    changed = False
     if role is not None and role != membership.role:
+        changed = True
         old_role, membership.role = membership.role, role.value
         # A privilege change ends the member's sessions (OWASP: a new session id at every
         # change of privilege level): no token issued under the old role carries on; the
@@ -123,6 +125,7 @@ async def update_member(
             details={"old": old_role, "new": role.value, "sessions_revoked": revoked},
         )
     if active is not None and active != membership.active:
+        changed = True
         membership.active = active
         if not active:
             revoked = await session_service.revoke_all(
@@ -147,6 +150,9 @@ async def update_member(
                 target_type="user",
                 target_id=target_user_id,
             )
+    if changed:
+        # Seats held and per-role answers change with it (billing's entitlement cache).
+        rt.membership_changed(session, access.org_id)
     await session.flush()
     for view in await list_members(session, access):
         if view.user_id == target_user_id:
