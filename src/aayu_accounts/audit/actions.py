@@ -40,6 +40,7 @@ class AuditAction(StrEnum):
     LOGGED_OUT = "identity:session:logged_out"
     PASSWORD_CHANGED = "identity:password:changed"
     PASSWORD_RESET_REQUESTED = "identity:password_reset:requested"
+    PASSWORD_RESET_EMAILED = "identity:password_reset:emailed"
     PASSWORD_RESET_COMPLETED = "identity:password_reset:completed"
     INVITATION_CREATED = "identity:invitation:created"
     INVITATION_ACCEPTED = "identity:invitation:accepted"

@@ -268,6 +268,9 @@ async def request_password_reset(session: AsyncSession, rt: IdentityRuntime, ema
             "request_id": request_id_var.get(),
         },
     )
+    # Every request is on the trail, whatever the address (none is named: it may be anyone's,
+    # or a probe); the job records which account was emailed, if any.
+    await record(session, AuditAction.PASSWORD_RESET_REQUESTED, actor=Actor.anonymous())
 
 
 @job_handler(RESET_JOB, max_attempts=5)
@@ -316,7 +319,7 @@ async def send_password_reset(session: AsyncSession, payload: dict[str, Any]) ->
     try:
         await record(
             session,
-            AuditAction.PASSWORD_RESET_REQUESTED,
+            AuditAction.PASSWORD_RESET_EMAILED,
             actor=Actor.anonymous(),
             target_type="user",
             target_id=user.id,
