@@ -13,9 +13,9 @@ Payment method: with the ``local`` provider, a form taking Stripe's test payment
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
@@ -51,8 +51,6 @@ from aayu_accounts.console.page import (
 from aayu_accounts.errors import AppError, NotFound
 from aayu_accounts.identity.membership.service import OrgAccess
 from aayu_accounts.identity.permissions import Permission, allowed
-from aayu_accounts.models.invoice import Invoice
-from aayu_accounts.models.plan import Plan
 from aayu_accounts.models.subscription import Subscription
 
 router = APIRouter()
@@ -77,8 +75,17 @@ def money(cents: int, currency: str) -> str:
     return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {currency.upper()}"
 
 
+class _CopiedRow:
+    """A frozen copy of an ORM row's fields of the same names (the page renders after the unit
+    of work has ended, when the rows may no longer be read)."""
+
+    @classmethod
+    def of(cls, row: Any) -> Self:
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class PlanRow:
+class PlanRow(_CopiedRow):
     id: str
     name: str
     interval: str
@@ -87,25 +94,13 @@ class PlanRow:
     per_seat: bool
     trial_days: int
 
-    @classmethod
-    def of(cls, plan: Plan) -> PlanRow:
-        return cls(
-            plan.id,
-            plan.name,
-            plan.interval,
-            plan.amount_cents,
-            plan.currency,
-            plan.per_seat,
-            plan.trial_days,
-        )
-
     def total(self, seats: int) -> int:
         """The same sum as the subscription service's ``total_of``."""
         return self.amount_cents * (seats if self.per_seat else 1)
 
 
 @dataclass(frozen=True)
-class SubscriptionRow:
+class SubscriptionRow(_CopiedRow):
     plan_id: str
     status: str
     seats: int
@@ -115,22 +110,9 @@ class SubscriptionRow:
     trial_end: datetime | None
     payment_method: str | None
 
-    @classmethod
-    def of(cls, sub: Subscription) -> SubscriptionRow:
-        return cls(
-            sub.plan_id,
-            sub.status,
-            sub.seats,
-            sub.current_period_start,
-            sub.current_period_end,
-            sub.cancel_at_period_end,
-            sub.trial_end,
-            sub.payment_method,
-        )
-
 
 @dataclass(frozen=True)
-class InvoiceRow:
+class InvoiceRow(_CopiedRow):
     id: str
     status: str
     billing_reason: str
@@ -139,19 +121,6 @@ class InvoiceRow:
     period_start: datetime
     period_end: datetime
     created_at: datetime
-
-    @classmethod
-    def of(cls, invoice: Invoice) -> InvoiceRow:
-        return cls(
-            invoice.id,
-            invoice.status,
-            invoice.billing_reason,
-            invoice.amount_cents,
-            invoice.currency,
-            invoice.period_start,
-            invoice.period_end,
-            invoice.created_at,
-        )
 
 
 @dataclass
