@@ -26,7 +26,15 @@ import pyotp
 from bench._login_server import Server, _execute, running_server
 
 GOAL_MS = 300.0
-OWNER_PAGES = ("/billing", "/audit", "/audit?outcome=success", "/account")
+PUBLIC_PAGES = (
+    "/sign-in",
+    "/sign-up",
+    "/reset-password/request",
+    "/reset-password?token=x",
+    "/verify-email?token=x",
+    "/accept-invitation?token=x",
+)
+OWNER_PAGES = ("/clinic", "/billing", "/audit", "/audit?outcome=success", "/account")
 ADMIN_PAGES = (
     "/operations",
     "/operations/verdicts",
@@ -129,6 +137,7 @@ def measure(requests: int) -> list[Timing]:
     with running_server() as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
         owner, admin = _demo_data(server, client)
         timings = [_time(client, "/health", None, requests)]
+        timings += [_time(client, path, None, requests) for path in PUBLIC_PAGES]
         timings += [_time(client, path, owner, requests) for path in OWNER_PAGES]
         timings += [_time(client, path, admin, requests) for path in ADMIN_PAGES]
         client.cookies.set("aayu_session", admin)
