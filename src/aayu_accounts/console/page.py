@@ -38,6 +38,7 @@ from aayu_accounts.identity.runtime import get_runtime
 from aayu_accounts.identity.user import service as user_service
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 CONSOLE_MARK = "aayu_console"
 ORG_COOKIE = "aayu_org"
@@ -283,6 +284,17 @@ async def attempt(request: Request, work: Callable[[AsyncSession], Awaitable[T]]
             return await work(session)
     except AppError as error:
         return error
+
+
+async def attempt_parsed(
+    request: Request, body: M | AppError, work: Callable[[AsyncSession, M], Awaitable[T]]
+) -> T | AppError:
+    """``attempt`` for a form parsed with ``forms.parse``: a form that did not validate comes
+    back as its error without a unit of work; a valid one is handed to ``work``."""
+    if isinstance(body, AppError):
+        return body
+    parsed = body
+    return await attempt(request, lambda session: work(session, parsed))
 
 
 async def read(request: Request, work: Callable[[AsyncSession], Awaitable[T]]) -> T:

@@ -14,6 +14,7 @@ from aayu_accounts.console.page import (
     PendingPage,
     SignedInPage,
     attempt,
+    attempt_parsed,
     read,
     read_form,
     redirect,
@@ -90,8 +91,7 @@ async def change_password(ctx: SignedInPage, request: Request) -> Response:
         },
     )
 
-    async def work(session: AsyncSession) -> None:
-        assert isinstance(body, PasswordChangeIn)
+    async def work(session: AsyncSession, body: PasswordChangeIn) -> None:
         assert ctx.principal is not None
         await user_service.change_password(
             session,
@@ -102,7 +102,7 @@ async def change_password(ctx: SignedInPage, request: Request) -> Response:
             new_password=body.new_password,
         )
 
-    outcome = body if isinstance(body, AppError) else await attempt(request, work)
+    outcome = await attempt_parsed(request, body, work)
     if isinstance(outcome, AppError):
         return await _overview(request, ctx, password_error=FormError.of(outcome))
     return redirect(request, "/account", flash="password_changed")
@@ -147,8 +147,7 @@ async def mfa_confirm(ctx: PendingPage, request: Request) -> Response:
     body = parse(TotpCodeIn, {"code": form.get("code", "").strip()})
     runtime = get_runtime(request)
 
-    async def work(session: AsyncSession) -> tuple[list[str], IssuedSession]:
-        assert isinstance(body, TotpCodeIn)
+    async def work(session: AsyncSession, body: TotpCodeIn) -> tuple[list[str], IssuedSession]:
         assert ctx.principal is not None
         return await mfa_service.confirm_enrollment(
             session,
@@ -159,7 +158,7 @@ async def mfa_confirm(ctx: PendingPage, request: Request) -> Response:
             current_token_hash=ctx.principal.token_hash,
         )
 
-    outcome = body if isinstance(body, AppError) else await attempt(request, work)
+    outcome = await attempt_parsed(request, body, work)
     if isinstance(outcome, AppError):
         if secret and outcome.code not in ("mfa_not_enrolling", "mfa_already_enabled"):
             return _enrollment_page(request, ctx, secret, FormError.of(outcome))
@@ -186,8 +185,7 @@ async def mfa_disable(ctx: SignedInPage, request: Request) -> Response:
     form = await read_form(request)
     body = parse(TotpCodeIn, {"code": form.get("code", "").strip()})
 
-    async def work(session: AsyncSession) -> None:
-        assert isinstance(body, TotpCodeIn)
+    async def work(session: AsyncSession, body: TotpCodeIn) -> None:
         assert ctx.principal is not None
         await mfa_service.disable(
             session,
@@ -197,7 +195,7 @@ async def mfa_disable(ctx: SignedInPage, request: Request) -> Response:
             throttle_key=ctx.principal.session_id,
         )
 
-    outcome = body if isinstance(body, AppError) else await attempt(request, work)
+    outcome = await attempt_parsed(request, body, work)
     if isinstance(outcome, AppError):
         return await _overview(request, ctx, mfa_error=FormError.of(outcome))
     return redirect(request, "/account", flash="mfa_disabled")

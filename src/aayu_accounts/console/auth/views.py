@@ -21,6 +21,7 @@ from aayu_accounts.console.page import (
     Page,
     PendingPage,
     attempt,
+    attempt_parsed,
     read_form,
     redirect,
     render,
@@ -177,8 +178,7 @@ async def sign_in_mfa(ctx: Page, request: Request) -> Response:
     mfa_token = form.get("mfa_token", "")
     body = parse(MfaIn, {"mfa_token": mfa_token, "code": form.get("code", "").strip()})
 
-    async def work(session: AsyncSession) -> IssuedSession | AppError:
-        assert isinstance(body, MfaIn)
+    async def work(session: AsyncSession, body: MfaIn) -> IssuedSession | AppError:
         return await session_service.complete_mfa(
             session,
             get_runtime(request),
@@ -187,7 +187,7 @@ async def sign_in_mfa(ctx: Page, request: Request) -> Response:
             presented_token_hash=_token_hash(request),
         )
 
-    outcome = body if isinstance(body, AppError) else await attempt(request, work)
+    outcome = await attempt_parsed(request, body, work)
     if isinstance(outcome, AppError):
         if outcome.code == "too_many_attempts" or not mfa_token:
             return _sign_in_page(
@@ -261,8 +261,7 @@ async def sign_up(ctx: Page, request: Request) -> Response:
     }
     body = parse(RegisterIn, values)
 
-    async def work(session: AsyncSession) -> None:
-        assert isinstance(body, RegisterIn)
+    async def work(session: AsyncSession, body: RegisterIn) -> None:
         await user_service.register(
             session,
             get_runtime(request),
@@ -272,7 +271,7 @@ async def sign_up(ctx: Page, request: Request) -> Response:
             organization_name=body.organization_name,
         )
 
-    outcome = body if isinstance(body, AppError) else await attempt(request, work)
+    outcome = await attempt_parsed(request, body, work)
     if isinstance(outcome, AppError):
         values.pop("password")
         return render(
@@ -298,11 +297,10 @@ async def verify_email(ctx: Page, request: Request) -> Response:
     form = await read_form(request)
     body = parse(TokenIn, {"token": form.get("token", "")})
 
-    async def work(session: AsyncSession) -> None:
-        assert isinstance(body, TokenIn)
+    async def work(session: AsyncSession, body: TokenIn) -> None:
         await user_service.verify_email(session, get_runtime(request), body.token)
 
-    outcome = body if isinstance(body, AppError) else await attempt(request, work)
+    outcome = await attempt_parsed(request, body, work)
     if isinstance(outcome, AppError):
         return render(
             request,
@@ -324,11 +322,10 @@ async def reset_request(ctx: Page, request: Request) -> Response:
     email = form.get("email", "").strip()
     body = parse(ResetRequestIn, {"email": email})
 
-    async def work(session: AsyncSession) -> None:
-        assert isinstance(body, ResetRequestIn)
+    async def work(session: AsyncSession, body: ResetRequestIn) -> None:
         await user_service.request_password_reset(session, get_runtime(request), str(body.email))
 
-    outcome = body if isinstance(body, AppError) else await attempt(request, work)
+    outcome = await attempt_parsed(request, body, work)
     if isinstance(outcome, AppError):
         return render(
             request,
@@ -354,13 +351,12 @@ async def reset_password(ctx: Page, request: Request) -> Response:
     token = form.get("token", "")
     body = parse(ResetConfirmIn, {"token": token, "new_password": form.get("new_password", "")})
 
-    async def work(session: AsyncSession) -> None:
-        assert isinstance(body, ResetConfirmIn)
+    async def work(session: AsyncSession, body: ResetConfirmIn) -> None:
         await user_service.confirm_password_reset(
             session, get_runtime(request), token=body.token, new_password=body.new_password
         )
 
-    outcome = body if isinstance(body, AppError) else await attempt(request, work)
+    outcome = await attempt_parsed(request, body, work)
     if isinstance(outcome, AppError):
         return render(
             request,
@@ -393,8 +389,7 @@ async def accept_invitation(ctx: Page, request: Request) -> Response:
         values["password"] = form.get("password", "") or None
     body = parse(AcceptInvitationIn, values)
 
-    async def work(session: AsyncSession) -> invitation_service.Accepted:
-        assert isinstance(body, AcceptInvitationIn)
+    async def work(session: AsyncSession, body: AcceptInvitationIn) -> invitation_service.Accepted:
         return await invitation_service.accept(
             session,
             get_runtime(request),
@@ -404,7 +399,7 @@ async def accept_invitation(ctx: Page, request: Request) -> Response:
             password=body.password,
         )
 
-    outcome = body if isinstance(body, AppError) else await attempt(request, work)
+    outcome = await attempt_parsed(request, body, work)
     if isinstance(outcome, AppError):
         return render(
             request,

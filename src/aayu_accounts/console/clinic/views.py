@@ -13,7 +13,7 @@ from aayu_accounts.console.forms import FormError, parse
 from aayu_accounts.console.page import (
     ConsoleContext,
     SignedInPage,
-    attempt,
+    attempt_parsed,
     org_access,
     read,
     read_form,
@@ -76,13 +76,12 @@ async def invite(ctx: SignedInPage, request: Request) -> Response:
     body = parse(InvitationIn, values)
     access = await org_access(request, ctx, Permission.MEMBERS_INVITE)
 
-    async def work(session: AsyncSession) -> None:
-        assert isinstance(body, InvitationIn)
+    async def work(session: AsyncSession, body: InvitationIn) -> None:
         await invitation_service.invite(
             session, get_runtime(request), access, email=str(body.email), role=body.role
         )
 
-    outcome = body if isinstance(body, AppError) else await attempt(request, work)
+    outcome = await attempt_parsed(request, body, work)
     if isinstance(outcome, AppError):
         return await _page(request, ctx, invite_error=FormError.of(outcome), invite_values=values)
     return redirect(request, "/clinic#members", flash="invitation_sent")
@@ -100,13 +99,12 @@ async def update_member(user_id: str, ctx: SignedInPage, request: Request) -> Re
     body = parse(MemberPatchIn, values)
     access = await org_access(request, ctx, Permission.MEMBERS_UPDATE)
 
-    async def work(session: AsyncSession) -> membership_service.MemberView:
-        assert isinstance(body, MemberPatchIn)
+    async def work(session: AsyncSession, body: MemberPatchIn) -> membership_service.MemberView:
         return await membership_service.update_member(
             session, get_runtime(request), access, user_id, role=body.role, active=body.active
         )
 
-    outcome = body if isinstance(body, AppError) else await attempt(request, work)
+    outcome = await attempt_parsed(request, body, work)
     htmx = bool(request.headers.get("hx-request"))
     if isinstance(outcome, AppError):
         if htmx:
@@ -142,8 +140,7 @@ async def update_settings(ctx: SignedInPage, request: Request) -> Response:
     body = parse(OrgPatchIn, values)
     access = await org_access(request, ctx, Permission.ORG_UPDATE)
 
-    async def work(session: AsyncSession) -> None:
-        assert isinstance(body, OrgPatchIn)
+    async def work(session: AsyncSession, body: OrgPatchIn) -> None:
         await org_service.update_org(
             session,
             get_runtime(request),
@@ -153,7 +150,7 @@ async def update_settings(ctx: SignedInPage, request: Request) -> Response:
             idle_timeout_minutes=body.idle_timeout_minutes,
         )
 
-    outcome = body if isinstance(body, AppError) else await attempt(request, work)
+    outcome = await attempt_parsed(request, body, work)
     if isinstance(outcome, AppError):
         return await _page(request, ctx, settings_error=FormError.of(outcome))
     return redirect(request, "/clinic#settings", flash="settings_saved")
@@ -165,11 +162,10 @@ async def record_baa(ctx: SignedInPage, request: Request) -> Response:
     body = parse(BaaIn, {"version": form.get("version", "").strip()})
     access = await org_access(request, ctx, Permission.BAA_SIGN)
 
-    async def work(session: AsyncSession) -> None:
-        assert isinstance(body, BaaIn)
+    async def work(session: AsyncSession, body: BaaIn) -> None:
         await org_service.record_baa(session, access, body.version)
 
-    outcome = body if isinstance(body, AppError) else await attempt(request, work)
+    outcome = await attempt_parsed(request, body, work)
     if isinstance(outcome, AppError):
         return await _page(request, ctx, baa_error=FormError.of(outcome))
     return redirect(request, "/clinic#baa", flash="baa_recorded")
