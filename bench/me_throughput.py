@@ -28,6 +28,7 @@ from contextlib import contextmanager
 import httpx
 
 from bench._login_server import _free_port, running_server
+from bench._raw_http import RawConnection
 
 PEER_RPS = 800.0
 P99_GOAL_MS = 100.0
@@ -42,36 +43,20 @@ async def _load(
     generator shares the machine's cores with the server, and a full client library would
     spend more CPU per request than the route under test (it used to cap this benchmark).
     """
-    url = httpx.URL(base_url)
-    host, port = url.host, url.port or 80
-    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode("latin-1")
     latencies: list[float] = []
     failures = 0
     deadline = time.perf_counter() + seconds
 
     async def loop() -> None:
         nonlocal failures
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
+        async with RawConnection(base_url) as connection:
+            request = connection.request_bytes(path, headers)
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head[9:12])
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                if length:
-                    await reader.readexactly(length)
+                status = await connection.send(request)
                 latencies.append(time.perf_counter() - started)
                 if status != 200:
                     failures += 1
-        finally:
-            writer.close()
-            await writer.wait_closed()
 
     started = time.perf_counter()
     await asyncio.gather(*(loop() for _ in range(clients)))

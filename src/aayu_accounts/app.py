@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -119,6 +120,11 @@ def create_app(  # noqa: PLR0915 - the composition root: every area's start, sto
         tasks: list[asyncio.Task[None]] = []
         if settings.run_worker_in_process:
             tasks = await _background(app, settings, stop)
+        # Everything made at start-up (modules, routes, settings, pools, caches' shells) lives
+        # as long as the process: leave it out of the cyclic collector's full passes, which
+        # otherwise walk it all and paused the loop for up to 0.4 s under load (a p99 killer).
+        gc.collect()
+        gc.freeze()
         log.info("app.started", version=__version__, env=settings.env.value)
         try:
             yield
@@ -135,6 +141,8 @@ def create_app(  # noqa: PLR0915 - the composition root: every area's start, sto
             await observability_wiring.stop(app.state.observability)
             if owns_db:
                 await app.state.db.dispose()
+            # Back to the collector's care, so start-up objects of a stopped app can be freed.
+            gc.unfreeze()
             log.info("app.stopped")
 
     app = FastAPI(
