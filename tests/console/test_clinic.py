@@ -144,8 +144,18 @@ async def test_a_signed_in_member_of_another_clinic_accepts_and_switches(
         link = f"/accept-invitation?token={token}"
         opened = await other.get(link)
         assert f"signed in as <strong>{elsewhere.email}</strong>" in opened.text
+        before = other.cookies.get("aayu_session")
         accepted = await submit(other, link, "/accept-invitation", {"token": token})
         assert accepted.status_code == 303
+        # Joining a clinic is a privilege change: this browser's session token rotated, and
+        # the old one is refused.
+        after = other.cookies.get("aayu_session")
+        assert before
+        assert after
+        assert after != before
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as bare:
+            old = await bare.get("/api/v1/me", headers={"Authorization": f"Bearer {before}"})
+            assert old.status_code == 401
         joined = await page(other, accepted.headers["location"])
         assert "Lotus Family Clinic" in joined.text  # the clinic just joined is shown
         assert 'id="org-switch"' in joined.text  # two clinics: the switcher appears

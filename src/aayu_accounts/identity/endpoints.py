@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from aayu_accounts.db import ReadSession, WriteSession, get_database
 from aayu_accounts.errors import PROBLEM_CONTENT_TYPE, AppError, problem_response
@@ -111,6 +112,19 @@ async def _signed_in(request: Request, session: Any, issued: IssuedSession) -> J
     )
     response = JSONResponse(body.model_dump(mode="json"))
     set_session_cookies(response, get_runtime(request).settings, issued.token, issued.expires_at)
+    return response
+
+
+def _session_replaced(
+    request: Request, body: BaseModel, issued: IssuedSession | None
+) -> JSONResponse:
+    """An answer after a privilege change in the caller's session: ``body`` carries the new
+    token (for Bearer callers) and the cookie is replaced (for browsers)."""
+    response = JSONResponse(body.model_dump(mode="json"))
+    if issued is not None:
+        set_session_cookies(
+            response, get_runtime(request).settings, issued.token, issued.expires_at
+        )
     return response
 
 
@@ -307,21 +321,18 @@ async def confirm_totp(
     body: TotpCodeIn, principal: CurrentSession, request: Request, session: WriteSession
 ) -> JSONResponse:
     """Confirm with a code: MFA is on, the 10 recovery codes are shown once, and the session
-    token is rotated (a privilege change)."""
-    runtime = get_runtime(request)
+    token is rotated (a privilege change; the user's other sessions end)."""
     codes, issued = await mfa_service.confirm_enrollment(
         session,
-        runtime,
+        get_runtime(request),
         principal.user_id,
         body.code,
         throttle_key=principal.session_id,
         current_token_hash=principal.token_hash,
     )
-    response = JSONResponse(
-        RecoveryCodesOut(recovery_codes=codes, token=issued.token).model_dump(mode="json")
+    return _session_replaced(
+        request, RecoveryCodesOut(recovery_codes=codes, token=issued.token), issued
     )
-    set_session_cookies(response, runtime.settings, issued.token, issued.expires_at)
-    return response
 
 
 @me_router.delete(
@@ -502,8 +513,10 @@ async def accept_invitation(
     principal: OptionalSession,
     request: Request,
     session: WriteSession,
-) -> AcceptInvitationOut:
-    """New user: ``token, full_name, password``. Signed-in user: ``token`` alone."""
+) -> JSONResponse:
+    """New user: ``token, full_name, password``. Signed-in user: ``token`` alone; joining a
+    clinic is a privilege change, so the caller's session token is rotated (the new one in
+    ``token`` and the cookie) and the user's other sessions end."""
     accepted = await invitation_service.accept(
         session,
         get_runtime(request),
@@ -511,14 +524,17 @@ async def accept_invitation(
         signed_in_user_id=principal.user_id if principal is not None else None,
         full_name=body.full_name,
         password=body.password,
+        current_token_hash=principal.token_hash if principal is not None else None,
     )
-    return AcceptInvitationOut(
+    out = AcceptInvitationOut(
         org_id=accepted.org_id,
         org_name=accepted.org_name,
         role=accepted.role,
         user_id=accepted.user_id,
         created_account=accepted.created_account,
+        token=accepted.session.token if accepted.session is not None else None,
     )
+    return _session_replaced(request, out, accepted.session)
 
 
 routers = (auth_router, me_router, orgs_router)

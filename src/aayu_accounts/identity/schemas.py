@@ -218,3 +218,10 @@ class AcceptInvitationOut(Strict):
     role: str
     user_id: str
     created_account: bool
+    token: str | None = Field(
+        default=None,
+        description=(
+            "A signed-in caller's session token after rotation (joining a clinic is a "
+            "privilege change; the cookie is replaced as well, the old token ends)."
+        ),
+    )

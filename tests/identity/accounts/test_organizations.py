@@ -361,6 +361,10 @@ async def test_signed_in_user_accepts_an_invitation_to_another_clinic(
     )
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["created_account"] is False
+    # Joining is a privilege change: the token rotated (test_privilege_rotation.py).
+    client.cookies.clear()
+    assert (await client.get("/api/v1/me", headers=other.auth)).status_code == 401
+    other.token = accepted.json()["token"]
     me = await client.get("/api/v1/me", headers=other.auth)
     roles = {m["org_id"]: m["role"] for m in me.json()["memberships"]}
     assert roles == {other.org_id: "owner", owner.org_id: "admin"}

@@ -397,6 +397,7 @@ async def accept_invitation(ctx: Page, request: Request) -> Response:
             signed_in_user_id=ctx.principal.user_id if ctx.principal is not None else None,
             full_name=body.full_name,
             password=body.password,
+            current_token_hash=ctx.principal.token_hash if ctx.principal is not None else None,
         )
 
     outcome = await attempt_parsed(request, body, work)
@@ -411,8 +412,13 @@ async def accept_invitation(ctx: Page, request: Request) -> Response:
             },
             status_code=outcome.status,
         )
-    if ctx.signed_in:
+    if outcome.session is not None:
+        # Joining a clinic rotated this browser's session token (a privilege change).
+        issued = outcome.session
         response = redirect(request, "/clinic", flash="invitation_accepted")
+        set_session_cookies(
+            response, get_runtime(request).settings, issued.token, issued.expires_at
+        )
         set_org_cookie(request, response, outcome.org_id)
         return response
     response = redirect(request, "/sign-in?next=/clinic", flash="invitation_accepted")

@@ -537,6 +537,38 @@ async def revoke_all(
     return len(hashes)
 
 
+@dataclass(frozen=True)
+class ReplacedSession:
+    """The caller's new session after a privilege change, and how many others ended."""
+
+    issued: IssuedSession
+    others_revoked: int
+
+
+async def replace_session(
+    session: AsyncSession,
+    rt: IdentityRuntime,
+    user: User,
+    *,
+    current_token_hash: str,
+    reason: str,
+) -> ReplacedSession:
+    """A privilege change made in the caller's own session (TOTP confirmed, a clinic joined).
+
+    The presented token is replaced by a new one (the caller gets it in the answer; the old
+    one answers 401 on every instance), and the user's other sessions end with ``reason``:
+    none of them was issued with the new privilege, so none carries it on (OWASP: no session
+    identifier survives a change of privilege level). Cached principals of the user are
+    dropped too (their memberships and required actions changed).
+    """
+    issued = await issue_session(session, rt, user, replaces=current_token_hash)
+    others = await revoke_all(
+        session, rt, user.id, reason=reason, except_session_id=issued.session_id
+    )
+    forget_user(session, rt, user.id)
+    return ReplacedSession(issued=issued, others_revoked=others)
+
+
 def forget_user(session: AsyncSession, rt: IdentityRuntime, user_id: str) -> None:
     """Cached principals of this user carry stale facts (MFA, policies): drop them."""
     rt.sessions.mark(session, Invalidation(user_ids={user_id}))

@@ -1,6 +1,10 @@
 """Invitations: an owner or admin invites an address with a role; the link is single use,
 expires after 7 days, and either creates the account or adds the membership to a signed-in
-user whose address it was sent to."""
+user whose address it was sent to.
+
+A signed-in acceptance is a privilege change (a clinic's data becomes reachable): the caller's
+session token is replaced, as at TOTP confirmation, and the user's other sessions end.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from aayu_accounts.crypto.field_encryption import normalize_email
 from aayu_accounts.email.service import queue_email
 from aayu_accounts.errors import Conflict
 from aayu_accounts.identity.auth_session import service as session_service
+from aayu_accounts.identity.auth_session.service import IssuedSession
 from aayu_accounts.identity.errors import (
     AlreadyMember,
     InsufficientRole,
@@ -60,6 +65,8 @@ class Accepted:
     role: str
     user_id: str
     created_account: bool
+    # A signed-in caller's new session (their token rotated with the new membership).
+    session: IssuedSession | None = None
 
 
 async def invite(
@@ -123,11 +130,14 @@ async def accept(
     signed_in_user_id: str | None,
     full_name: str | None,
     password: str | None,
+    current_token_hash: str | None,
 ) -> Accepted:
     """Redeem an invitation.
 
-    Signed in: the invitation must have been sent to the caller's address. Otherwise
-    ``full_name`` and ``password`` create the account (verified: the link proves the address).
+    Signed in: the invitation must have been sent to the caller's address, and the caller's
+    session (``current_token_hash``) is replaced by the one returned in
+    :attr:`Accepted.session`; the user's other sessions end. Otherwise ``full_name`` and
+    ``password`` create the account (verified: the link proves the address; no session).
     Raises :class:`TokenInvalid`, :class:`InvitationEmailMismatch`, :class:`AccountExists`,
     :class:`SignupDetailsRequired`, :class:`PasswordTooWeak`.
     """
@@ -186,7 +196,16 @@ async def accept(
     invitation.accepted_at = now
     invitation.accepted_by = user.id
     await session.flush()
-    session_service.forget_user(session, rt, user.id)  # a new membership: /me changes
+    replaced: session_service.ReplacedSession | None = None
+    if signed_in_user_id is not None:
+        assert current_token_hash is not None  # a signed-in caller presented a token
+        # A privilege change within the caller's session: a new token, the old one and
+        # the user's other sessions end (docs/security.md).
+        replaced = await session_service.replace_session(
+            session, rt, user, current_token_hash=current_token_hash, reason="membership_added"
+        )
+    else:
+        session_service.forget_user(session, rt, user.id)  # a new membership: /me changes
     if created:
         await record(
             session,
@@ -204,6 +223,18 @@ async def accept(
         org_id=org.id,
         target_type="invitation",
         target_id=invitation.id,
-        details={"role": invitation.role, "new_account": created},
+        details={
+            "role": invitation.role,
+            "new_account": created,
+            "session_rotated": replaced is not None,
+            "other_sessions_revoked": replaced.others_revoked if replaced is not None else 0,
+        },
     )
-    return Accepted(org.id, org.name, invitation.role, user.id, created)
+    return Accepted(
+        org.id,
+        org.name,
+        invitation.role,
+        user.id,
+        created,
+        session=replaced.issued if replaced is not None else None,
+    )

@@ -77,8 +77,8 @@ async def update_member(
     """Change a member's role and/or active flag.
 
     Raises :class:`NotFound` (not a member of this clinic), :class:`InsufficientRole` (an
-    admin touching an owner, or granting ownership) and :class:`LastOwner`. A role change
-    and a deactivation both revoke every session of the member at once.
+    admin touching an owner, or granting ownership) and :class:`LastOwner`. A role change,
+    a deactivation and a reactivation each revoke every session of the member at once.
     """
     access.require(Permission.MEMBERS_UPDATE)
     membership = await repository.get(session, access.org_id, target_user_id, for_update=True)
@@ -141,6 +141,11 @@ async def update_member(
                 details={"sessions_revoked": revoked},
             )
         else:
+            # Access to the clinic comes back: a privilege change like a promotion, so no
+            # session the member opened while deactivated carries it (they sign in again).
+            revoked = await session_service.revoke_all(
+                session, rt, target_user_id, reason="member_reactivated"
+            )
             session_service.forget_user(session, rt, target_user_id)
             await record(
                 session,
@@ -149,6 +154,7 @@ async def update_member(
                 org_id=access.org_id,
                 target_type="user",
                 target_id=target_user_id,
+                details={"sessions_revoked": revoked},
             )
     if changed:
         # Seats held and per-role answers change with it (billing's entitlement cache).

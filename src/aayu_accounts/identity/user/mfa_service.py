@@ -108,7 +108,8 @@ async def confirm_enrollment(
     current_token_hash: str,
 ) -> tuple[list[str], IssuedSession]:
     """Turn MFA on with a correct code; returns the 10 recovery codes (shown once) and a new
-    session replacing the current one (the token rotates at a privilege change).
+    session replacing the current one (the token rotates at a privilege change; the user's
+    other sessions end).
 
     Raises :class:`MfaNotEnrolling`, :class:`MfaAlreadyEnabled` or :class:`MfaCodeInvalid`.
     """
@@ -127,7 +128,12 @@ async def confirm_enrollment(
     await repository.replace_recovery_codes(
         session, user.id, [mfa.hash_recovery_code(c) for c in codes]
     )
-    session_service.forget_user(session, rt, user.id)
+    # A raised assurance level: this session is replaced, and the user's other sessions
+    # (signed in with the password alone) end; a clinic that requires MFA would otherwise
+    # let them in once the required action is gone.
+    replaced = await session_service.replace_session(
+        session, rt, user, current_token_hash=current_token_hash, reason="mfa_enrolled"
+    )
     await _notify(session, rt, user, "enabled")
     await record(
         session,
@@ -135,10 +141,14 @@ async def confirm_enrollment(
         actor=Actor.user(user.id),
         target_type="user",
         target_id=user.id,
-        details={"method": "totp", "codes_issued": len(codes)},
+        details={
+            "method": "totp",
+            "codes_issued": len(codes),
+            "session_rotated": True,
+            "other_sessions_revoked": replaced.others_revoked,
+        },
     )
-    issued = await session_service.issue_session(session, rt, user, replaces=current_token_hash)
-    return codes, issued
+    return codes, replaced.issued
 
 
 async def disable(
