@@ -99,6 +99,7 @@ class AuditAction(StrEnum):
     PORTAL_SESSION_CREATED = "billing:portal_session:created"
     CHECKOUT_SESSION_CREATED = "billing:checkout_session:created"
     CHECKOUT_COMPLETED = "billing:checkout:completed"
+    SUBSCRIPTION_DUPLICATE_CANCELED = "billing:subscription:duplicate_canceled"
 
     @property
     def area(self) -> str:

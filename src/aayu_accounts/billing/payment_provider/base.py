@@ -55,6 +55,19 @@ class SubscriptionState:
     invoices: tuple[InvoiceState, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class DuplicateCancellation:
+    """What :meth:`PaymentProvider.cancel_duplicate_subscription` did to a clinic's second
+    subscription. ``canceled`` is true when it was (in this call or an earlier attempt of the
+    same operation) canceled by us; false when it had already ended for another reason (then
+    nothing was done). ``refunded_cents`` is what its latest invoice's payment got back."""
+
+    provider_subscription_id: str
+    canceled: bool
+    refunded_cents: int = 0
+    currency: str = "usd"
+
+
 class PaymentDeclined(Exception):
     """The card was declined; nothing was created or changed at the provider."""
 
@@ -145,6 +158,15 @@ class PaymentProvider(Protocol):
     async def fetch_subscription(
         self, provider_subscription_id: str
     ) -> SubscriptionState | None: ...
+
+    async def cancel_duplicate_subscription(
+        self, provider_subscription_id: str, *, keep_subscription_id: str, op_id: str
+    ) -> DuplicateCancellation:
+        """Cancel a clinic's second subscription now (two Checkouts completed for one clinic)
+        and refund its latest invoice's payment in full, without a proration credit on top.
+        Safe to repeat: a retry does nothing twice, and a subscription that ended for another
+        reason is left alone (``canceled`` false)."""
+        ...
 
     async def create_portal_session(self, *, customer_id: str, return_url: str, op_id: str) -> str:
         """The URL of a customer portal session (Stripe's hosted billing page).

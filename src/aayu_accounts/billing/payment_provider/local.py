@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from aayu_accounts.billing.payment_provider.base import (
     CheckoutRequest,
+    DuplicateCancellation,
     InvoiceState,
     NotSupportedByProvider,
     PaymentDeclined,
@@ -243,6 +244,13 @@ class LocalProvider:
     async def fetch_subscription(self, provider_subscription_id: str) -> SubscriptionState | None:
         # The local provider keeps no state: our own tables are the record.
         return None
+
+    async def cancel_duplicate_subscription(
+        self, provider_subscription_id: str, *, keep_subscription_id: str, op_id: str
+    ) -> DuplicateCancellation:
+        # Its subscriptions exist only as our rows, one per clinic: there is never a second
+        # one to cancel (a concurrent subscribe loses on the unique row before anything else).
+        return DuplicateCancellation(provider_subscription_id, canceled=False)
 
     async def create_portal_session(self, *, customer_id: str, return_url: str, op_id: str) -> str:
         raise NotSupportedByProvider("customer_portal")

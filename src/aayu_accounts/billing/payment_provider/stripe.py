@@ -30,6 +30,7 @@ import stripe
 
 from aayu_accounts.billing.payment_provider.base import (
     CheckoutRequest,
+    DuplicateCancellation,
     InvoiceState,
     PaymentDeclined,
     PriceSpec,
@@ -40,6 +41,11 @@ from aayu_accounts.config import Settings
 from aayu_accounts.kit.resilience import STRIPE, dependency
 
 T = TypeVar("T")
+
+ENDED = frozenset({"canceled", "incomplete_expired"})
+# Set on a subscription we cancel as a clinic's duplicate (before anything else is done to it),
+# so a retry after a lost answer knows the cancellation was ours, and Stripe's dashboard says why.
+DUPLICATE_MARK = "aayu_duplicate_of"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -124,6 +130,12 @@ def subscription_state(sub: Any) -> SubscriptionState:
         payment_method=payment_method if isinstance(payment_method, str) else None,
         invoices=invoices,
     )
+
+
+def _id_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value.id)
 
 
 class _HTTPXClient(stripe.HTTPXClient):
@@ -395,6 +407,114 @@ class StripeProvider:
                 return None
             raise
         return subscription_state(sub)
+
+    async def cancel_duplicate_subscription(
+        self, provider_subscription_id: str, *, keep_subscription_id: str, op_id: str
+    ) -> DuplicateCancellation:
+        """Mark (metadata), refund the latest invoice's payment, then cancel at once with
+        ``prorate=false`` and ``invoice_now=false``: the refund gives everything back, so a
+        proration credit would pay the clinic twice. Every step carries a key derived from
+        ``op_id`` and is skipped when a previous attempt already did it."""
+        v1 = self.client.v1
+        sub_id = provider_subscription_id
+        try:
+            sub = await self._retrieve(sub_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return DuplicateCancellation(sub_id, canceled=False)
+            raise
+        metadata = field_of(sub, "metadata")
+        ours = metadata is not None and DUPLICATE_MARK in metadata
+        ended = str(sub.status) in ENDED
+        if ended and not ours:
+            # Ended for another reason (the clinic, Stripe): not ours to touch or refund.
+            return DuplicateCancellation(sub_id, canceled=False)
+        if not ours:
+            await self._call(
+                lambda: v1.subscriptions.update_async(
+                    sub_id,
+                    {"metadata": {DUPLICATE_MARK: keep_subscription_id}},
+                    self._key(op_id, "mark"),
+                )
+            )
+        refunded, currency = await self._refund_latest_invoice(sub, op_id)
+        if not ended:
+            try:
+                await self._call(
+                    lambda: v1.subscriptions.cancel_async(
+                        sub_id,
+                        {"invoice_now": False, "prorate": False},
+                        self._key(op_id, "cancel"),
+                    )
+                )
+            except stripe.InvalidRequestError:
+                # Canceled meanwhile (an earlier attempt whose answer was lost): fine.
+                fresh = await self.fetch_subscription(sub_id)
+                if fresh is None or fresh.status not in ENDED:
+                    raise
+        return DuplicateCancellation(
+            sub_id, canceled=True, refunded_cents=refunded, currency=currency
+        )
+
+    async def _refund_latest_invoice(self, sub: Any, op_id: str) -> tuple[int, str]:
+        """Refund what the latest invoice collected (unless already refunded); returns the
+        amount refunded in total and the currency."""
+        v1 = self.client.v1
+        invoice = field_of(sub, "latest_invoice")
+        if invoice is None or isinstance(invoice, str):
+            return 0, "usd"
+        currency = str(invoice.currency)
+        paid = int(field_of(invoice, "amount_paid") or 0)
+        if invoice.status != "paid" or paid <= 0:
+            return 0, currency
+        charge_id = await self._charge_of(invoice)
+        if charge_id is None:
+            return 0, currency
+        charge = await self._call(lambda: v1.charges.retrieve_async(charge_id))
+        already = int(field_of(charge, "amount_refunded") or 0)
+        if already >= paid:
+            return already, currency
+        await self._call(
+            lambda: v1.refunds.create_async(
+                {
+                    "charge": charge_id,
+                    "amount": paid - already,
+                    "metadata": {
+                        "aayu_reason": "duplicate_subscription",
+                        "aayu_subscription_id": str(sub.id),
+                    },
+                },
+                self._key(op_id, f"refund:{invoice.id}"),
+            )
+        )
+        return paid, currency
+
+    async def _charge_of(self, invoice: Any) -> str | None:
+        """The charge that paid an invoice: ``charge``/``payment_intent`` on the invoice (API
+        versions before 2025-03-31, localstripe), else its InvoicePayments (newer versions)."""
+        v1 = self.client.v1
+        charge = _id_or_none(field_of(invoice, "charge"))
+        if charge is not None:
+            return charge
+        intent_id = _id_or_none(field_of(invoice, "payment_intent"))
+        if intent_id is None:
+            payments = await self._call(
+                lambda: v1.invoice_payments.list_async({"invoice": str(invoice.id)})
+            )
+            for payment in payments.data:
+                detail = field_of(payment, "payment")
+                if detail is None or field_of(payment, "status") != "paid":
+                    continue
+                charge = _id_or_none(field_of(detail, "charge"))
+                if charge is not None:
+                    return charge
+                intent_id = _id_or_none(field_of(detail, "payment_intent"))
+                if intent_id is not None:
+                    break
+        if intent_id is None:
+            return None
+        intent = await self._call(lambda: v1.payment_intents.retrieve_async(intent_id))
+        return _id_or_none(field_of(intent, "latest_charge"))
 
     async def create_portal_session(self, *, customer_id: str, return_url: str, op_id: str) -> str:
         v1 = self.client.v1

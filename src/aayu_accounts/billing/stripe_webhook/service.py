@@ -18,6 +18,17 @@ payment method (setup mode; not when a newer default is already known).
 ``customer.subscription.trial_will_end`` emails the owners and billing members once per event
 (the inbox stores each event once, and the email is queued in the transaction that marks it
 processed), and only while the subscription is still trialing.
+
+Duplicates: two Checkouts completed for one clinic (two tabs, a double click) leave two live
+Stripe subscriptions, and the clinic has one row. When an event names a live subscription of a
+clinic whose row holds another one, both are re-read from Stripe: if the row's subscription
+ended there (its own events are still on the way) the new one replaces it; if it is live, the
+new one is a duplicate and a ``billing.duplicate_subscription`` job (one per Stripe
+subscription id, however often its events come) cancels it at Stripe and refunds its payment
+(:func:`cancel_duplicate`), audits ``billing:subscription:duplicate_canceled`` and emails the
+owners and billing members. A row whose subscription is still ``incomplete`` (unpaid) gives
+way to a paid or trialing newcomer instead, and the unpaid one is canceled. A subscription
+that already ended is never canceled or refunded by this.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from aayu_accounts.billing.payment_provider.base import (
     SubscriptionState,
 )
 from aayu_accounts.billing.payment_provider.stripe import (
+    ENDED,
     field_of,
     invoice_state,
     subscription_state,
@@ -55,6 +67,7 @@ from aayu_accounts.models.subscription import Subscription
 log = structlog.get_logger(__name__)
 
 PROCESS_JOB = "billing.stripe_event"
+DUPLICATE_JOB = "billing.duplicate_subscription"
 TOLERANCE_SECONDS = 300
 
 SUBSCRIPTION_EVENTS = frozenset(
@@ -197,26 +210,31 @@ async def process(session: AsyncSession, event_id: str, provider: PaymentProvide
 
 
 async def _subscription_for(
-    session: AsyncSession, obj: Any, state_org: str | None
-) -> Subscription | None:
+    session: AsyncSession, obj: Any, state_org: str | None, provider: PaymentProvider | None
+) -> Subscription | str:
     sub = await subscriptions.by_provider_id(session, obj.id)
     if sub is not None:
         return sub
-    return await _link_new(session, subscription_state(obj), state_org)
+    return await _link_new(session, subscription_state(obj), state_org, provider)
 
 
 async def _link_new(
-    session: AsyncSession, state: SubscriptionState, state_org: str | None
-) -> Subscription | None:
+    session: AsyncSession,
+    state: SubscriptionState,
+    state_org: str | None,
+    provider: PaymentProvider | None,
+) -> Subscription | str:
     """A row for a subscription Stripe created for a clinic of ours (metadata ``aayu_org_id``:
-    our commit failed after Stripe's, or the clinic subscribed through Checkout)."""
+    our commit failed after Stripe's, or the clinic subscribed through Checkout); else why
+    not: ``not_ours``, ``unknown_plan``, ``conflict`` (another live one, no Stripe to ask),
+    ``duplicate_cancel_queued`` or ``duplicate_ended`` (see the module's docstring)."""
     if state_org is None or not await subscriptions.org_exists(session, state_org):
-        return None
-    existing = await subscriptions.for_org(session, state_org)
-    if existing is not None and existing.status not in ("canceled", "incomplete_expired"):
-        # The clinic already has another live subscription: do not let a stray one replace it.
-        log.warning("stripe.subscription_conflict", org_id=state_org)
-        return None
+        return "not_ours"
+    existing = await subscriptions.for_org(session, state_org, lock=True)
+    if existing is not None and existing.status not in ENDED:
+        verdict = await _second_subscription(session, existing, state, provider)
+        if verdict != "replace":
+            return verdict
     if existing is not None:
         await session.delete(existing)
         await session.flush()
@@ -224,7 +242,7 @@ async def _link_new(
         session, state.plan_id
     )
     if plan is None:
-        return None
+        return "unknown_plan"
     sub = Subscription(
         org_id=state_org,
         plan_id=plan.id,
@@ -245,12 +263,131 @@ async def _link_new(
     return sub
 
 
+async def _second_subscription(
+    session: AsyncSession,
+    existing: Subscription,
+    state: SubscriptionState,
+    provider: PaymentProvider | None,
+) -> str:
+    """``existing`` (live in our row) and ``state`` (another subscription for the same clinic):
+    ``replace`` when the newcomer takes the row, else what was done about the newcomer."""
+    if provider is None or provider.name != "stripe" or not existing.provider_subscription_id:
+        # Without Stripe to ask, a stray one must not replace the clinic's subscription.
+        log.warning("stripe.subscription_conflict", org_id=existing.org_id)
+        return "conflict"
+    # Decide on Stripe's current state of both, never on a payload that may be old.
+    candidate = await provider.fetch_subscription(state.provider_subscription_id) or state
+    if candidate.status in ENDED:
+        # Ended already (ours canceled by a previous job, or by the clinic): nothing to do,
+        # and an ended subscription never displaces a live one.
+        return "duplicate_ended"
+    current = await provider.fetch_subscription(existing.provider_subscription_id)
+    if current is None or current.status in ENDED:
+        # Our row is behind: its subscription ended (the event saying so is on its way) and
+        # the clinic subscribed again. The newcomer is the clinic's subscription.
+        if current is not None:
+            await apply_state(session, existing, current, version=0, fetched=True)
+        return "replace"
+    if current.status == "incomplete" and candidate.status in ("active", "trialing"):
+        # The row's subscription was never paid; the newcomer was: keep the paid one.
+        await queue_duplicate_cancel(
+            session, existing.org_id, existing.provider_subscription_id, keep=candidate
+        )
+        return "replace"
+    await queue_duplicate_cancel(
+        session, existing.org_id, candidate.provider_subscription_id, keep=current
+    )
+    return "duplicate_cancel_queued"
+
+
+async def queue_duplicate_cancel(
+    session: AsyncSession, org_id: str, provider_subscription_id: str, *, keep: SubscriptionState
+) -> bool:
+    """Queue the cancellation of a clinic's duplicate subscription: one job per Stripe
+    subscription id, however often its events are delivered. True when newly queued."""
+    queued = await enqueue(
+        session,
+        DUPLICATE_JOB,
+        {"org_id": org_id, "subscription_id": provider_subscription_id},
+        dedupe_key=f"{DUPLICATE_JOB}:{provider_subscription_id}",
+        max_attempts=16,
+    )
+    if queued is not None:
+        log.warning(
+            "stripe.duplicate_subscription",
+            org_id=org_id,
+            subscription_id=provider_subscription_id,
+            kept_subscription_id=keep.provider_subscription_id,
+        )
+    return queued is not None
+
+
+async def cancel_duplicate(
+    session: AsyncSession, provider: PaymentProvider, *, org_id: str, subscription_id: str
+) -> str:
+    """The ``billing.duplicate_subscription`` job: cancel ``subscription_id`` at Stripe unless
+    it is (or has become) the clinic's subscription. Raises while Stripe is unreachable (the
+    job is retried; every Stripe step is keyed by the subscription id and skipped once done)."""
+    current = await subscriptions.for_org(session, org_id, lock=True)
+    if current is None or not current.provider_subscription_id:
+        return "no_subscription"
+    if current.provider_subscription_id == subscription_id:
+        return "kept"
+    kept = await provider.fetch_subscription(current.provider_subscription_id)
+    if kept is None or kept.status in ENDED:
+        # The clinic's subscription ended meanwhile: the other one is its subscription now.
+        if kept is not None:
+            await apply_state(session, current, kept, version=0, fetched=True)
+        candidate = await provider.fetch_subscription(subscription_id)
+        if candidate is None or candidate.status in ENDED:
+            return "both_ended"
+        linked = await _link_new(session, candidate, org_id, provider)
+        if isinstance(linked, str):
+            return linked
+        await apply_state(session, linked, candidate, version=0, fetched=True)
+        return "linked_instead"
+    result = await provider.cancel_duplicate_subscription(
+        subscription_id,
+        keep_subscription_id=kept.provider_subscription_id,
+        op_id=f"duplicate:{subscription_id}",
+    )
+    if not result.canceled:
+        return "already_ended"
+    await record(
+        session,
+        AuditAction.SUBSCRIPTION_DUPLICATE_CANCELED,
+        actor=Actor.system("billing"),
+        org_id=org_id,
+        target_type="stripe_subscription",
+        target_id=subscription_id,
+        details={
+            "kept_subscription_id": kept.provider_subscription_id,
+            "refunded_cents": result.refunded_cents,
+            "currency": result.currency,
+        },
+    )
+    plan = await plans.get(session, current.plan_id)
+    await dunning.notify_billing_members(
+        session,
+        current,
+        "billing_duplicate_canceled",
+        plan_name=plan.name if plan else current.plan_id,
+        refunded=dunning.money(result.refunded_cents, result.currency)
+        if result.refunded_cents
+        else "",
+    )
+    await session.flush()
+    return "canceled"
+
+
 async def _subscription_event(
     session: AsyncSession, event: dict[str, Any], created: int, provider: PaymentProvider | None
 ) -> str:
     obj = _object(event)
-    sub = await _subscription_for(session, obj, _metadata_org(obj))
-    if sub is None:
+    sub = await _subscription_for(session, obj, _metadata_org(obj), provider)
+    if sub in ("duplicate_cancel_queued", "duplicate_ended"):
+        return str(sub)
+    if isinstance(sub, str):
         # Our own create may not have committed yet: let the job retry.
         raise EventNotReady(event["id"])
     outcome = ""
@@ -432,9 +569,9 @@ async def _checkout_subscription(
     state = await provider.fetch_subscription(subscription_id)
     if state is None:
         raise EventNotReady(subscription_id)
-    sub = await _link_new(session, state, org_id)
-    if sub is None:
-        return "conflict"
+    sub = await _link_new(session, state, org_id, provider)
+    if isinstance(sub, str):
+        return "conflict" if sub in ("not_ours", "unknown_plan") else sub
     await apply_state(session, sub, state, version=created, fetched=True)
     return "subscription_linked"
 
