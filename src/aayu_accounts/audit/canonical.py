@@ -21,6 +21,8 @@ from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 
+encode_json_string = json.encoder.encode_basestring
+
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 
 # I-JSON (RFC 7493): integers beyond 2**53 do not survive a trip through an IEEE double.
@@ -64,11 +66,20 @@ def normalize(value: Any) -> JsonValue:
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 UTC with microseconds, the precision both databases keep."""
+    if moment.tzinfo is UTC and moment.year >= 1000:
+        # The same text as strftime below (isoformat pads the year to four digits, which
+        # strftime's %Y does not below 1000), without the time zone conversion.
+        return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def canonical_bytes(value: JsonValue) -> bytes:
     return _encode(value).encode("utf-8")
+
+
+def canonical_text(value: JsonValue) -> str:
+    """The canonical encoding as text (``canonical_bytes`` before UTF-8)."""
+    return _encode(value)
 
 
 def _encode(value: JsonValue) -> str:
@@ -97,7 +108,9 @@ def _encode(value: JsonValue) -> str:
 def _string(text: str) -> str:
     # json.dumps without ASCII escaping escapes exactly what RFC 8785 asks for: the quote, the
     # backslash and control characters (\b \f \n \r \t by name, others as lowercase \u00xx).
-    encoded = json.dumps(text, ensure_ascii=False)
+    # ``encode_basestring`` is what json.dumps(text, ensure_ascii=False) calls (the C
+    # function), without its per-call encoder set-up.
+    encoded = encode_json_string(text)
     try:
         encoded.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aayu_accounts.audit.canonical import JsonValue, canonical_bytes, format_time
+from aayu_accounts.audit.canonical import (
+    JsonValue,
+    canonical_bytes,
+    canonical_text,
+    encode_json_string,
+    format_time,
+)
 
 HASH_VERSION = 1
 LEAF_PREFIX = b"\x00"
@@ -69,7 +75,67 @@ class EventFields:
 
 
 def encode_v1(fields: EventFields) -> bytes:
-    document: dict[str, JsonValue] = {
+    """The canonical JSON of version 1's document (see :func:`document_v1`).
+
+    Its keys are fixed, so their canonical order is written out here and only the values are
+    encoded: the same bytes as ``canonical_bytes(document_v1(fields))`` (the tests compare
+    them), at a fraction of the cost, since every append hashes one.
+    """
+    texts = (
+        fields.action,
+        fields.actor_id,
+        fields.actor_kind,
+        fields.event_id,
+        fields.ip,
+        fields.org_id,
+        fields.outcome,
+        fields.request_id,
+        fields.target_id,
+        fields.target_type,
+        fields.user_agent,
+    )
+    if not all(value is None or type(value) is str for value in texts):
+        return canonical_bytes(document_v1(fields))  # let the generic encoder judge
+    (
+        action,
+        actor_id,
+        actor_kind,
+        event_id,
+        ip,
+        org_id,
+        outcome,
+        request_id,
+        target_id,
+        target_type,
+        user_agent,
+    ) = ("null" if v is None else encode_json_string(v) for v in texts)
+    text = "".join(
+        (
+            '{"action":', action,
+            ',"actor_id":', actor_id,
+            ',"actor_kind":', actor_kind,
+            ',"details":', canonical_text(dict(fields.details)),
+            ',"id":', event_id,
+            ',"ip":', ip,
+            ',"org_id":', org_id,
+            ',"outcome":', outcome,
+            ',"request_id":', request_id,
+            ',"target_id":', target_id,
+            ',"target_type":', target_type,
+            ',"time":"', format_time(fields.occurred_at),
+            '","user_agent":', user_agent,
+            ',"v":1}',
+        )
+    )  # fmt: skip
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("lone surrogate in a string") from exc
+
+
+def document_v1(fields: EventFields) -> dict[str, JsonValue]:
+    """What version 1 hashes: the event's fields as one JSON object."""
+    return {
         "v": 1,
         "id": fields.event_id,
         "time": format_time(fields.occurred_at),
@@ -85,7 +151,6 @@ def encode_v1(fields: EventFields) -> bytes:
         "request_id": fields.request_id,
         "details": dict(fields.details),
     }
-    return canonical_bytes(document)
 
 
 ENCODERS = {1: encode_v1}

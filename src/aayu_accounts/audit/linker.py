@@ -26,7 +26,7 @@ import weakref
 from typing import Any
 
 import structlog
-from sqlalchemy import event, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from aayu_accounts.db import Database
@@ -38,7 +38,6 @@ LINK_BATCH = 1000
 RETRIES = 3
 RETRY_DELAY_SECONDS = 0.5
 _LINK = text("SELECT audit_chain_link(:limit)")
-_KICK_REGISTERED = "aayu_audit_link_after_commit"
 
 
 async def link_pending(session: AsyncSession, *, limit: int = LINK_BATCH) -> int:
@@ -116,24 +115,3 @@ def linker_for(engine: AsyncEngine) -> Linker:
     if found is None:
         found = _linkers[engine.sync_engine] = Linker(engine)
     return found
-
-
-def link_after_commit(session: AsyncSession) -> None:
-    """Kick this process's linker when ``session``'s transaction commits (once per unit of
-    work). A session bound to a single connection (tests) has no engine to link with: the
-    leader's sweep, or an explicit :func:`link_all`, links its events."""
-    bind = session.bind
-    if not isinstance(bind, AsyncEngine) or session.info.get(_KICK_REGISTERED):
-        return
-    session.info[_KICK_REGISTERED] = True
-    engine = bind
-
-    def committed(sync_session: Any) -> None:
-        sync_session.info.pop(_KICK_REGISTERED, None)
-        linker_for(engine).kick()
-
-    def rolled_back(sync_session: Any) -> None:
-        sync_session.info.pop(_KICK_REGISTERED, None)
-
-    event.listen(session.sync_session, "after_commit", committed, once=True)
-    event.listen(session.sync_session, "after_rollback", rolled_back, once=True)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from aayu_accounts.audit.chain import GENESIS_HASH, link
 from aayu_accounts.models.audit_archive_permit import AuditArchivePermit
@@ -97,6 +98,18 @@ _ENQUEUE = text(
 async def enqueue(session: AsyncSession, values: dict[str, Any], leaf: bytes) -> None:
     """Deferred mode: write the event to the intake, no lock; linked after commit."""
     await session.execute(_ENQUEUE, {**values, "leaf": leaf})
+
+
+async def enqueue_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Deferred mode: write events (their columns and ``leaf``) to the intake, in order, in
+    one statement (an executemany: asyncpg pipelines it in one round trip)."""
+    await session.execute(_ENQUEUE, rows[0] if len(rows) == 1 else rows)
+
+
+def enqueue_many_sync(session: Session, rows: list[dict[str, Any]]) -> None:
+    """:func:`enqueue_many` from a synchronous session event (inside the async session's
+    greenlet, e.g. ``before_commit``)."""
+    session.execute(_ENQUEUE, rows[0] if len(rows) == 1 else rows)
 
 
 async def append_holding_lock(

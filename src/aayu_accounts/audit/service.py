@@ -24,12 +24,11 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aayu_accounts.audit import repository
+from aayu_accounts.audit import intake, repository
 from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.canonical import normalize
 from aayu_accounts.audit.chain import HASH_VERSION, EventFields, leaf_hash
 from aayu_accounts.audit.errors import ExportLimitReached, InvalidCursor, InvalidTimeRange
-from aayu_accounts.audit.linker import link_after_commit
 from aayu_accounts.audit.repository import EventFilter
 from aayu_accounts.audit.schemas import AuditEventOut, AuditEventPage, ExportFormat
 from aayu_accounts.db import Database
@@ -111,6 +110,31 @@ def _clip(value: str | None, limit: int) -> str | None:
     return value[:limit] if value is not None else None
 
 
+@dataclass(slots=True)
+class RecordedEvent:
+    """What :func:`record` wrote: the event's fields (those of ``AuditEvent``), not attached to
+    any session. ``sequence``, ``prev_hash`` and ``hash`` are None until the event is linked
+    (deferred append mode)."""
+
+    id: str
+    occurred_at: datetime
+    actor_kind: str
+    actor_id: str | None
+    org_id: str | None
+    action: str
+    target_type: str | None
+    target_id: str | None
+    outcome: str
+    ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    details: dict[str, Any]
+    hash_version: int
+    sequence: int | None = None
+    prev_hash: str | None = None
+    hash: str | None = None
+
+
 async def record(
     session: AsyncSession,
     action: AuditAction,
@@ -122,16 +146,17 @@ async def record(
     outcome: str = "success",
     details: Mapping[str, Any] | None = None,
     link_now: bool = False,
-) -> AuditEvent:
+) -> RecordedEvent:
     """Append one event to the chain in the caller's transaction and return it.
 
-    The row is written with a Core insert (or, on PostgreSQL, by the append function), so
-    the returned ``AuditEvent`` is a detached copy of it, not an object in the session.
+    The row is written with a Core statement (on PostgreSQL, the append function), so what
+    is returned is a copy of its fields, not an object in the session.
 
-    In the deferred append mode (PostgreSQL) the event goes to the intake and is linked
-    right after the commit: the returned copy then has no ``sequence``, ``prev_hash`` or
-    ``hash`` yet. ``link_now`` links it inline whatever the mode (for callers that read the
-    chain under its lock in the same transaction, like the export limit).
+    In the deferred append mode (PostgreSQL) the event goes to the intake with the commit
+    (buffered: all of a unit of work's events in one statement, see intake.py) and is linked
+    right after it: the returned copy then has no ``sequence``, ``prev_hash`` or ``hash``
+    yet. ``link_now`` links it inline whatever the mode (for callers that read the chain
+    under its lock in the same transaction, like the export limit).
 
     Raises ``SecretInAuditDetails`` for a detail key that names a secret, ``ValueError`` or
     ``TypeError`` for details with no exact JSON form (NaN, huge integers, arbitrary objects)
@@ -145,33 +170,37 @@ async def record(
     assert isinstance(clean, dict)
     _check_details(clean)
 
-    values: dict[str, Any] = {
-        "id": new_id(),
-        "occurred_at": clock.now(),
-        "actor_kind": actor.kind,
-        "actor_id": _clip(actor.id, 100),
-        "org_id": org_id,
-        "action": action.value,
-        "target_type": _clip(target_type, 50),
-        "target_id": _clip(target_id, 200),
-        "outcome": outcome,
-        "ip": _clip(client_ip_var.get(), 64),
-        "user_agent": _clip(user_agent_var.get(), 300),
-        "request_id": _clip(request_id_var.get(), 128),
-        "details": clean,
-        "hash_version": HASH_VERSION,
-    }
-    event = AuditEvent(**values)
+    event = RecordedEvent(
+        id=new_id(),
+        occurred_at=clock.now(),
+        actor_kind=actor.kind,
+        actor_id=_clip(actor.id, 100),
+        org_id=org_id,
+        action=action.value,
+        target_type=_clip(target_type, 50),
+        target_id=_clip(target_id, 200),
+        outcome=outcome,
+        ip=_clip(client_ip_var.get(), 64),
+        user_agent=_clip(user_agent_var.get(), 300),
+        request_id=_clip(request_id_var.get(), 128),
+        details=clean,
+        hash_version=HASH_VERSION,
+    )
     # The leaf is hashed before the lock: the lock is held only for linking and inserting.
     leaf = leaf_hash(EventFields.of(event))
-    if (
-        _append_mode == "deferred"
-        and not link_now
-        and session.get_bind().dialect.name == "postgresql"
-    ):
-        await repository.enqueue(session, values, leaf)
-        link_after_commit(session)
-        return event
+    values = {name: getattr(event, name) for name in _COLUMNS}
+    if session.get_bind().dialect.name == "postgresql":
+        if _append_mode == "deferred" and not link_now:
+            values["leaf"] = leaf
+            if session.in_nested_transaction():
+                # A savepoint that rolls back must take its events with it: write at once.
+                await repository.enqueue_many(session, [values])
+                intake.link_after_commit(session)
+            else:
+                intake.buffer(session, values)
+            return event
+        # Events recorded earlier in this transaction reach the intake first (their order).
+        await intake.write_buffered(session)
     appended = await repository.append(session, values, leaf)
     event.sequence, event.prev_hash, event.hash = (
         appended.sequence,
@@ -179,6 +208,13 @@ async def record(
         appended.hash,
     )
     return event
+
+
+_COLUMNS = tuple(
+    name
+    for name in RecordedEvent.__dataclass_fields__
+    if name not in ("sequence", "prev_hash", "hash")
+)
 
 
 # -- reading ---------------------------------------------------------------------------------
