@@ -12,10 +12,12 @@ localstripe (a 500 in front of Stripe; a timeout after Stripe applied the reques
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,7 +25,9 @@ import pytest_asyncio
 from localstripe import resources  # type: ignore[import-untyped]  # loaded by tests.fixtures.stripe
 from sqlalchemy import select
 
+from aayu_accounts.audit.service import Actor
 from aayu_accounts.billing import runtime
+from aayu_accounts.billing.checkout import service as checkout
 from aayu_accounts.billing.entitlement.cache import cache
 from aayu_accounts.billing.payment_provider.base import PriceSpec
 from aayu_accounts.billing.payment_provider.stripe import StripeProvider
@@ -40,7 +44,7 @@ from aayu_accounts.models.user import User
 from tests.billing.factories import Clinic, make_clinic, seed_default_plans
 from tests.billing.webhook_helpers import drain_jobs
 from tests.faults.stripe_standin import StripeStandIn, stripe_stand_in
-from tests.fixtures.stripe import LocalStripe
+from tests.fixtures.stripe import HostedPagesStandIn, LocalStripe
 
 DUPLICATE_CANCELED = "billing:subscription:duplicate_canceled"
 SEAT_PRICE = 3900
@@ -442,3 +446,68 @@ async def test_stripe_failures_during_the_cancel_are_retried_by_the_job(
     finally:
         await provider.aclose()
         cache.clear()
+
+
+# --- the race prevented earlier: one Checkout session for a double click ----------------
+
+
+async def test_the_same_checkout_asked_twice_gets_one_stripe_session(
+    db: Database,
+    settings: Settings,
+    stripe_hosted_pages: HostedPagesStandIn,
+    frozen_clock: FrozenClock,
+) -> None:
+    """A double click (two identical requests at once) and a second tab a minute later send
+    Stripe one idempotency key, so Stripe (here the fault stand-in's copy of its replay rule,
+    in front of the Checkout stand-in) answers with the first session: one page, one possible
+    completion. Other seats, or the next window, make a new session."""
+    async with stripe_stand_in(stripe_hosted_pages.base_url) as replaying:
+        stripe_settings = settings.model_copy(
+            update={
+                "payment_provider": PaymentProvider.STRIPE,
+                "stripe_api_key": stripe_hosted_pages.api_key,
+                "stripe_api_base": replaying.url,
+                "public_url": "https://accounts.clinic-example.org",
+            }
+        )
+        runtime.configure(stripe_settings)
+        provider = StripeProvider.from_settings(stripe_settings)
+        try:
+            clinic = await _new_clinic(db)
+            window = checkout.CHECKOUT_WINDOW_SECONDS
+            frozen_clock.set(datetime.fromtimestamp(1_800_000_000 // window * window + 5, UTC))
+
+            async def open_checkout(seats: int) -> str:
+                async with db.session_scope() as session:
+                    started = await checkout.create_checkout_session(
+                        session,
+                        provider,
+                        actor=Actor.user(clinic.owner_id),
+                        role="owner",
+                        org_id=clinic.org_id,
+                        plan_id="clinic_monthly",
+                        seats=seats,
+                    )
+                    return started.url
+
+            first = await open_checkout(2)
+            frozen_clock.advance(60)
+            again = await open_checkout(2)  # the second tab
+            other = await open_checkout(3)
+            frozen_clock.advance(checkout.CHECKOUT_WINDOW_SECONDS)
+            later = await open_checkout(2)
+            both = await asyncio.gather(open_checkout(4), open_checkout(4))  # a double click
+        finally:
+            await provider.aclose()
+    assert again == first
+    assert len({first, other, later}) == 3
+    posts = [s for s in replaying.seen if s.path == "/v1/checkout/sessions"]
+    keys = [s.key for s in posts]
+    assert keys[0] == keys[1]
+    assert [s.outcome for s in posts[:2]] == ["forwarded", "replayed"]
+    assert len(set(keys[:4])) == 3
+    # The double click: both requests carried one key (Stripe replays or, while the first is
+    # in flight, answers 409 and the provider asks again).
+    assert len(keys) == 6
+    assert len(set(keys[4:])) == 1
+    assert all(url.startswith("https://checkout.stripe.com/") for url in both)

@@ -8,6 +8,13 @@
 * With the ``local`` provider neither exists: 409 ``not_supported_by_provider`` (the API's
   own subscription routes do the same things without a hosted page).
 
+The same Checkout asked for again within :data:`CHECKOUT_WINDOW_SECONDS` (a double click, a
+second tab, a return from the page's back link) carries the same idempotency key, so Stripe
+answers with the session it already created instead of opening a second one: one session can
+complete only once, which closes the usual way a clinic ends up subscribed twice. (Two
+sessions with different plans or seats can still both complete; the webhook then cancels and
+refunds the second subscription, see ``stripe_webhook``.)
+
 Only ``owner`` and ``billing`` may open them. Creating a session changes nothing of ours, but
 is audited (who sent the clinic to a payment page, in which mode). Return addresses must be on
 ``AAYU_PUBLIC_URL``: Stripe would otherwise redirect a clinic's browser anywhere a caller
@@ -17,7 +24,9 @@ chose. What the customer does on the page comes back as webhooks
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,9 +52,23 @@ from aayu_accounts.billing.payment_provider.base import NotSupportedByProvider a
 from aayu_accounts.billing.subscription import repository
 from aayu_accounts.billing.subscription.service import active_plan, check_seats, price_of
 from aayu_accounts.identity.permissions import Permission, require
+from aayu_accounts.kit import clock
 from aayu_accounts.kit.ids import new_id
 
 LIVE_ENDED = frozenset({"canceled", "incomplete_expired"})
+# Identical Checkout requests of one clinic within this window share one Stripe session.
+CHECKOUT_WINDOW_SECONDS = 900
+
+
+def checkout_op_id(request: CheckoutRequest) -> str:
+    """The operation id (hence Stripe idempotency key) of a Checkout: the clinic, a digest of
+    everything the session is made of, and the current window. Same request, same window:
+    same key, and Stripe replays the first session (same parameters, so never the "key reused
+    with other parameters" error)."""
+    window = int(clock.now().timestamp()) // CHECKOUT_WINDOW_SECONDS
+    made_of = json.dumps({**asdict(request), "window": window}, sort_keys=True, default=str)
+    digest = hashlib.sha256(made_of.encode()).hexdigest()[:32]
+    return f"checkout:{request.org_id}:{digest}"
 
 
 @dataclass(frozen=True)
@@ -194,7 +217,7 @@ async def create_checkout_session(
             customer_id=existing.provider_customer_id,
         )
     try:
-        url = await provider.create_checkout_session(request, op_id=new_id())
+        url = await provider.create_checkout_session(request, op_id=checkout_op_id(request))
     except ProviderLacks:
         raise _not_supported(provider, "Checkout") from None
     except ProviderRefused as refused:

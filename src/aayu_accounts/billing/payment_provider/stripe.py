@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -46,6 +47,8 @@ ENDED = frozenset({"canceled", "incomplete_expired"})
 # Set on a subscription we cancel as a clinic's duplicate (before anything else is done to it),
 # so a retry after a lost answer knows the cancellation was ours, and Stripe's dashboard says why.
 DUPLICATE_MARK = "aayu_duplicate_of"
+# How often a create whose idempotency key is in flight elsewhere is tried (Stripe: 409).
+IN_FLIGHT_ATTEMPTS = 5
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -556,16 +559,25 @@ class StripeProvider:
             # Setup mode needs the method types (or a currency) to know what to offer.
             params["payment_method_types"] = ["card"]
             params["setup_intent_data"] = {"metadata": metadata}
-        try:
-            created = await self._call(
-                lambda: v1.checkout.sessions.create_async(
-                    params,  # type: ignore[arg-type]
-                    self._key(op_id, f"checkout:{request.mode}"),
+        for attempt in range(1, IN_FLIGHT_ATTEMPTS + 1):
+            try:
+                created = await self._call(
+                    lambda: v1.checkout.sessions.create_async(
+                        params,  # type: ignore[arg-type]
+                        self._key(op_id, f"checkout:{request.mode}"),
+                    )
                 )
-            )
-        except stripe.InvalidRequestError as refused:
-            raise ProviderRefused(str(refused.code or "invalid_request")) from None
-        return str(created.url)
+            except stripe.IdempotencyError:
+                # The same Checkout is being created by a concurrent request (a double click):
+                # once it is done, Stripe replays its session to this key too.
+                if attempt == IN_FLIGHT_ATTEMPTS:
+                    raise ProviderRefused("idempotency_error") from None
+                await asyncio.sleep(0.2 * attempt)
+                continue
+            except stripe.InvalidRequestError as refused:
+                raise ProviderRefused(str(refused.code or "invalid_request")) from None
+            return str(created.url)
+        raise AssertionError("unreachable")
 
     async def setup_payment_method(self, setup_intent_id: str) -> str | None:
         v1 = self.client.v1

@@ -209,7 +209,8 @@ async def create_subscription(
             session.add(sub)
     except IntegrityError:
         # A concurrent subscribe for the same clinic won the unique org row. (With Stripe the
-        # loser's remote subscription is reported by its webhook as a conflict to cancel.)
+        # loser's remote subscription comes back by webhook as a duplicate, and the
+        # billing.duplicate_subscription job cancels and refunds it.)
         raise SubscriptionExists() from None
     for invoice_state in state.invoices:
         await invoices.upsert(session, invoice_state, org_id=org_id, subscription_id=sub.id)
