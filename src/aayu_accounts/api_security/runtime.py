@@ -23,6 +23,7 @@ from aayu_accounts.api_security.request_signing.nonces import (
     RedisNonceStore,
 )
 from aayu_accounts.api_security.request_signing.verifier import SignatureVerifier
+from aayu_accounts.api_security.service_client import changes as client_changes
 from aayu_accounts.api_security.settings import ApiSecuritySettings
 from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
@@ -71,7 +72,14 @@ class ApiSecurityRuntime:
             fallback_divisor=security.rate_limit_fallback_divisor,
             retry_seconds=security.redis_retry_seconds,
         )
-        directory = ClientDirectory(db, security.client_cache_seconds)
+        directory = ClientDirectory(
+            db,
+            security.client_cache_seconds,
+            redis=redis,
+            channel=f"{settings.redis_prefix}{client_changes.CHANNEL_SUFFIX}" if redis else None,
+        )
+        with contextlib.suppress(RuntimeError):  # built outside a loop: no listener
+            directory.start()
         return cls(
             settings=settings,
             security=security,
@@ -98,6 +106,7 @@ class ApiSecurityRuntime:
         return principal.user_id if principal is not None else None
 
     async def close(self) -> None:
+        await self.directory.stop()
         await self.nonces.aclose()
         if self.redis is not None:
             with contextlib.suppress(Exception):

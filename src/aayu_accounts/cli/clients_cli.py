@@ -13,6 +13,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from aayu_accounts.api_security.service_client import changes as client_changes
 from aayu_accounts.api_security.service_client import service as client_service
 from aayu_accounts.api_security.service_client.schemas import ClientView, IssuedSecret
 from aayu_accounts.api_security.settings import ApiSecuritySettings
@@ -47,7 +48,9 @@ def _run(work: Callable[[Database], Awaitable[T]]) -> T:
     async def runner(db: Database) -> T:
         runtime = await start_keyring(current, db, refresh=False)
         try:
-            return await work(db)
+            result = await work(db)
+            await client_changes.drain()  # rotate, disable: tell the running instances
+            return result
         finally:
             await runtime.stop()
 
@@ -137,7 +140,7 @@ def list_clients(as_json: JsonOption = False) -> None:
 
 @app.command()
 def disable(name: Annotated[str, typer.Argument(help="The client's name")]) -> None:
-    """Stop accepting the client's signatures (every instance within the client cache TTL)."""
+    """Stop accepting the client's signatures (every running instance as soon as it commits)."""
 
     async def work(db: Database) -> ClientView:
         async with db.session_scope() as session:

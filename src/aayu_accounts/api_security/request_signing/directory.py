@@ -1,43 +1,143 @@
-"""Service-client credentials by key id, cached briefly per process.
+"""Service-client credentials by key id, cached per process.
 
-A signed request should not cost a database round trip and a decryption each time; a disable
-or rotation reaches every instance within ``ttl_seconds`` (``AAYU_CLIENT_CACHE_SECONDS``).
-Unknown key ids are not cached, so a client created a moment ago works at once.
+A signed request should not cost a database round trip and a decryption each time. A rotation
+or a disable drops the key id here and, through Redis, on every instance as soon as it commits
+(``service_client/changes.py``); ``ttl_seconds`` (``AAYU_CLIENT_CACHE_SECONDS``) still bounds
+how long a lost message can matter. Unknown key ids are not cached, so a client created a
+moment ago works at once. Concurrent misses for one key id share one lookup, so an expiry
+under load costs one pooled connection, not one per request in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+
+from aayu_accounts.api_security.service_client import changes
 from aayu_accounts.api_security.service_client import service as client_service
 from aayu_accounts.api_security.service_client.service import ClientCredentials
 from aayu_accounts.db import Database
 from aayu_accounts.kit import clock
 
+log = structlog.get_logger(__name__)
+
 MAX_ENTRIES = 10_000
 
 
 class ClientDirectory:
-    def __init__(self, db: Database, ttl_seconds: float) -> None:
+    def __init__(
+        self, db: Database, ttl_seconds: float, *, redis: Any = None, channel: str | None = None
+    ) -> None:
         self.db = db
         self.ttl_seconds = ttl_seconds
         self._entries: dict[str, tuple[float, ClientCredentials]] = {}
+        self._loading: dict[str, asyncio.Task[ClientCredentials | None]] = {}
+        # Bumped by every forget: a lookup that started before it is answered, never cached.
+        self._generation = 0
+        self._redis = redis
+        self._channel = channel
+        self._listener: asyncio.Task[None] | None = None
+        # Set once the listener is subscribed (tests wait for it).
+        self.listening = asyncio.Event()
+        changes.register(self)
 
     async def lookup(self, key_id: str) -> ClientCredentials | None:
         cached = self._entries.get(key_id)
         if cached is not None and clock.monotonic() - cached[0] < self.ttl_seconds:
             return cached[1]
+        loading = self._loading.get(key_id)
+        if loading is None:
+            loading = asyncio.get_running_loop().create_task(self._load(key_id, self._generation))
+            self._loading[key_id] = loading
+            loading.add_done_callback(lambda done: self._loaded(key_id, done))
+        # Shielded: a caller that goes away does not cancel the others' lookup.
+        return await asyncio.shield(loading)
+
+    def _loaded(self, key_id: str, done: asyncio.Task[ClientCredentials | None]) -> None:
+        if self._loading.get(key_id) is done:
+            del self._loading[key_id]
+        if not done.cancelled():
+            done.exception()  # retrieved, even if every caller has gone
+
+    async def _load(self, key_id: str, generation: int) -> ClientCredentials | None:
         async with self.db.session_scope(write=False) as session:
             found = await client_service.credentials(session, key_id)
         if found is None:
             self._entries.pop(key_id, None)
             return None
-        if self.ttl_seconds > 0:
+        if self.ttl_seconds > 0 and generation == self._generation:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
             self._entries[key_id] = (clock.monotonic(), found)
         return found
 
     def forget(self, key_id: str | None = None) -> None:
+        self._generation += 1
         if key_id is None:
             self._entries.clear()
+            self._loading.clear()
         else:
             self._entries.pop(key_id, None)
+            self._loading.pop(key_id, None)
+
+    # --- cross-instance invalidation (service_client/changes.py) ----------------------
+
+    def publisher(self) -> tuple[Any, str] | None:
+        if self._redis is None or self._channel is None:
+            return None
+        return self._redis, self._channel
+
+    def start(self) -> None:
+        """Listen for other instances' changes (with Redis; needs a running loop)."""
+        if self._redis is None or self._channel is None or self._listener is not None:
+            return
+        self._listener = asyncio.get_running_loop().create_task(
+            self._listen(), name="aayu-client-directory"
+        )
+
+    async def _listen(self) -> None:
+        pubsub = self._redis.pubsub()
+        try:
+            while True:
+                try:
+                    if not pubsub.subscribed:
+                        await pubsub.subscribe(self._channel)
+                        # Changes made while not subscribed were missed: start afresh.
+                        self.forget()
+                        self.listening.set()
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                except Exception as exc:
+                    log.warning("client_directory.subscription_failed", error=type(exc).__name__)
+                    self.listening.clear()
+                    self.forget()
+                    with contextlib.suppress(Exception):
+                        await pubsub.reset()
+                    pubsub = self._redis.pubsub()
+                    await asyncio.sleep(1)
+                    continue
+                if message and message.get("type") == "message":
+                    try:
+                        key_ids = changes.key_ids_of(message["data"])
+                    except (ValueError, TypeError, AttributeError):
+                        continue
+                    if key_ids is None:
+                        self.forget()
+                    else:
+                        for key_id in key_ids:
+                            self.forget(key_id)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        for loading in list(self._loading.values()):
+            loading.cancel()
+        self._loading.clear()

@@ -4,10 +4,16 @@ With Redis (``SET key 1 NX EX ttl``) every instance shares the memory: a replay 
 instance is caught too. Without Redis (embedded mode, one process) a bounded in-process map
 does the same job. Should Redis fail, this instance falls back to its own memory (a replay to
 the same instance is still caught) and tries Redis again after a pause.
+
+Under load many signed requests reach the nonce check in the same event-loop turn; their
+``SET NX`` commands go to Redis as one pipeline (not a transaction: each answers on its own,
+in order, so of two requests with the same nonce in one batch only the first is new). One round
+trip per turn instead of one per request, as the rate limiter batches its hits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from typing import Any, Protocol
 
@@ -76,6 +82,11 @@ class RedisNonceStore:
         self.retry_seconds = retry_seconds
         self.fallback = fallback
         self._down_until = 0.0
+        # (Redis key, lifetime, the waiting request's answer) of this event-loop turn.
+        self._pending: list[tuple[str, int, asyncio.Future[bool]]] = []
+        self._flushing: set[asyncio.Task[None]] = set()
+        # Round trips made (one per batch): lets tests and benchmarks see the batching.
+        self.round_trips = 0
 
     async def first_use(self, key_id: str, nonce: str, ttl_seconds: int) -> bool:
         # Remembered locally as well: a replay to this instance is caught even if Redis
@@ -83,16 +94,54 @@ class RedisNonceStore:
         local = await self.fallback.first_use(key_id, nonce, ttl_seconds)
         if clock.monotonic() < self._down_until:
             return local
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bool] = loop.create_future()
+        self._pending.append((f"{self.prefix}nonce:{key_id}:{nonce}", ttl_seconds, answer))
+        if len(self._pending) == 1:
+            # After the other requests that are ready in this turn have queued theirs.
+            loop.call_soon(self._start_flush)
         try:
-            created = await self.redis.set(
-                f"{self.prefix}nonce:{key_id}:{nonce}", b"1", nx=True, ex=ttl_seconds
-            )
+            created = await answer
         except Exception as exc:
-            self._down_until = clock.monotonic() + self.retry_seconds
+            self._redis_failed(exc)
+            return local
+        return created and local
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        if clock.monotonic() >= self._down_until:
             metrics.REDIS_FALLBACKS.labels("nonces").inc()
             log.warning("nonces.redis_unavailable", error=type(exc).__name__)
-            return local
-        return bool(created) and local
+        self._down_until = clock.monotonic() + self.retry_seconds
+
+    def _start_flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._flush(batch))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _flush(self, batch: list[tuple[str, int, asyncio.Future[bool]]]) -> None:
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for key, ttl_seconds, _ in batch:
+                pipe.set(key, b"1", nx=True, ex=ttl_seconds)
+            self.round_trips += 1
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:
+            for _, _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, answer), result in zip(batch, results, strict=True):
+            if answer.done():
+                continue
+            if isinstance(result, Exception):
+                answer.set_exception(result)
+            else:
+                answer.set_result(bool(result))
 
     async def aclose(self) -> None:
+        if self._flushing:
+            await asyncio.gather(*self._flushing, return_exceptions=True)
         await self.fallback.aclose()

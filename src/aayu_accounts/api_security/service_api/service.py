@@ -56,13 +56,19 @@ async def introspect(
         # Coalesced like any other request: one write per session per interval at most.
         entry.last_written_at = now
         await session_service.touch(session, entry, now, client_ip_var.get(), user_agent_var.get())
-    orgs = await memberships.memberships_of_user(session, entry.user_id)
+    org_ids = entry.org_ids
+    if org_ids is None:
+        # Cached on the principal like ``GET /me``'s profile: every membership change drops
+        # the user's entries (``forget_user``), so a warm introspection needs no database.
+        orgs = await memberships.memberships_of_user(session, entry.user_id)
+        org_ids = tuple(membership.org_id for membership, _org in orgs)
+        entry.org_ids = org_ids
     idle_deadline = now + timedelta(seconds=entry.idle_timeout_seconds)
     expires_at: datetime = min(entry.expires_at, idle_deadline)
     return IntrospectResponse(
         active=True,
         user_id=entry.user_id,
-        org_ids=[membership.org_id for membership, _org in orgs],
+        org_ids=list(org_ids),
         mfa=entry.mfa_enabled,
         expires_at=expires_at,
     )

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aayu_accounts.api_security.service_client import repository
+from aayu_accounts.api_security.service_client import changes, repository
 from aayu_accounts.api_security.service_client.errors import (
     ClientDisabled,
     ClientNameTaken,
@@ -135,6 +135,8 @@ async def rotate_client(
         if old.expires_at is None or old.expires_at > retire_at:
             old.expires_at = retire_at
     secret = await _issue_secret(session, client)
+    # Every instance drops its cached secrets on commit: the new one verifies at once.
+    changes.mark(session, client.key_id)
     await record(
         session,
         AuditAction.SERVICE_CLIENT_ROTATED,
@@ -147,11 +149,13 @@ async def rotate_client(
 
 
 async def disable_client(session: AsyncSession, *, name: str, actor: Actor) -> ClientView:
-    """Stop accepting the client's signatures (every instance within the client cache TTL)."""
+    """Stop accepting the client's signatures (every instance as soon as this commits; the
+    client cache's lifetime bounds it should the Redis message be lost)."""
     client = await _get(session, name)
     if client.disabled_at is None:
         client.disabled_at = clock.now()
         await session.flush()
+        changes.mark(session, client.key_id)
         await record(
             session,
             AuditAction.SERVICE_CLIENT_DISABLED,

@@ -57,6 +57,9 @@ class CachedPrincipal:
     # The rendered ``GET /me`` body, filled on first use; every change to what it shows
     # (memberships, roles, clinic names, MFA) invalidates the user's entries.
     profile: Any = None
+    # The active memberships' org ids, as ``POST /service/sessions/introspect`` answers them,
+    # filled on first use; invalidated with the user's entries, as ``profile`` is.
+    org_ids: tuple[str, ...] | None = None
 
 
 @dataclass
