@@ -271,8 +271,10 @@ async def _second_subscription(
 ) -> str:
     """``existing`` (live in our row) and ``state`` (another subscription for the same clinic):
     ``replace`` when the newcomer takes the row, else what was done about the newcomer."""
-    if provider is None or provider.name != "stripe" or not existing.provider_subscription_id:
-        # Without Stripe to ask, a stray one must not replace the clinic's subscription.
+    existing_id = existing.provider_subscription_id if existing.provider == "stripe" else None
+    if provider is None or provider.name != "stripe" or not existing_id:
+        # Without Stripe to ask (or a row Stripe does not hold), a stray one must not replace
+        # the clinic's subscription.
         log.warning("stripe.subscription_conflict", org_id=existing.org_id)
         return "conflict"
     # Decide on Stripe's current state of both, never on a payload that may be old.
@@ -281,7 +283,7 @@ async def _second_subscription(
         # Ended already (ours canceled by a previous job, or by the clinic): nothing to do,
         # and an ended subscription never displaces a live one.
         return "duplicate_ended"
-    current = await provider.fetch_subscription(existing.provider_subscription_id)
+    current = await provider.fetch_subscription(existing_id)
     if current is None or current.status in ENDED:
         # Our row is behind: its subscription ended (the event saying so is on its way) and
         # the clinic subscribed again. The newcomer is the clinic's subscription.
@@ -290,9 +292,7 @@ async def _second_subscription(
         return "replace"
     if current.status == "incomplete" and candidate.status in ("active", "trialing"):
         # The row's subscription was never paid; the newcomer was: keep the paid one.
-        await queue_duplicate_cancel(
-            session, existing.org_id, existing.provider_subscription_id, keep=candidate
-        )
+        await queue_duplicate_cancel(session, existing.org_id, existing_id, keep=candidate)
         return "replace"
     await queue_duplicate_cancel(
         session, existing.org_id, candidate.provider_subscription_id, keep=current
