@@ -19,7 +19,11 @@ shows as growth between the last two). The default run stops at 30,000 mixed req
 few minutes even on a busy machine; ``--full`` sends 100,000 mixed requests with no time cap,
 as the issue asks. By default every session sends its next request as soon as the last one is
 answered (a closed loop: saturation, the worst case); ``--think 2`` paces each session like a
-person reading a page (a pause of 0-4 s between requests).
+person reading a page (a pause of 0-4 s between requests). By default all clients of a phase
+send their first request at once; ``--ramp 5`` starts them spread evenly over 5 s, as load
+tools ramp up (the same ramp in every phase, baseline included; the phase's time counts from
+its first client, so the ramp lowers req/s a little rather than flattering it). Reported
+req/s count every answer, 503s included; ``ok req/s`` counts the successful ones only.
 
     python -m bench load_run             (or: python -m bench.load_run --full --sessions 1000)
 
@@ -115,6 +119,10 @@ class Phase:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def ok_rps(self) -> float:
+        return (self.requests - self.errors) / self.seconds if self.seconds else 0.0
 
     def percentiles(self, route: str | None = None) -> dict[str, float]:
         values = (
@@ -300,6 +308,7 @@ async def _drive(
     *,
     baseline: bool = False,
     think: float = 0.0,
+    ramp: float = 0.0,
 ) -> Phase:
     """``len(sessions)`` concurrent clients until ``total`` requests have been sent (or, with
     ``seconds``, that time has passed, whichever comes first)."""
@@ -337,6 +346,8 @@ async def _drive(
 
         async def client(index: int, session: Session) -> None:
             nonlocal issued
+            if ramp:  # client i starts at i/n of the ramp: an even ramp-up, no lockstep
+                await asyncio.sleep(ramp * index / len(sessions))
             step = index  # each client starts at a different route: an even mix at every moment
             while issued < total and (deadline is None or time.perf_counter() < deadline):
                 issued += 1
@@ -358,7 +369,11 @@ async def _drive(
 
 
 def measure(
-    sessions_count: int, requests: int, seconds: float | None, think: float = 0.0
+    sessions_count: int,
+    requests: int,
+    seconds: float | None,
+    think: float = 0.0,
+    ramp: float = 0.0,
 ) -> dict[str, Any]:
     with _stack() as stack:
         setup_started = time.perf_counter()
@@ -370,12 +385,12 @@ def measure(
         warmup_count = min(WARMUP_REQUESTS, requests // 3)
         third = seconds / 3 if seconds is not None else None
         baseline = asyncio.run(
-            _drive(stack, sessions, baseline_count, third, baseline=True, think=think)
+            _drive(stack, sessions, baseline_count, third, baseline=True, think=think, ramp=ramp)
         )
-        warmup = asyncio.run(_drive(stack, sessions, warmup_count, third, think=think))
+        warmup = asyncio.run(_drive(stack, sessions, warmup_count, third, think=think, ramp=ramp))
         rss_warm = stack.server.rss_kib()
         measured = asyncio.run(
-            _drive(stack, sessions, requests - warmup.requests, seconds, think=think)
+            _drive(stack, sessions, requests - warmup.requests, seconds, think=think, ramp=ramp)
         )
         rss_end = stack.server.rss_kib()
         backend = stack.server.backend
@@ -384,11 +399,13 @@ def measure(
         "backend": backend,
         "sessions": sessions_count,
         "think_seconds": think,
+        "ramp_seconds": ramp,
         "setup_seconds": setup_seconds,
         "baseline": {
             "route": "GET /health",
             "requests": baseline.requests,
             "rps": baseline.rps,
+            "ok_rps": baseline.ok_rps,
             "errors": baseline.errors,
             "failures": dict(baseline.failures.most_common()),
             **baseline.percentiles(),
@@ -396,6 +413,7 @@ def measure(
         "mix": {
             "requests": measured.requests,
             "rps": measured.rps,
+            "ok_rps": measured.ok_rps,
             "errors": measured.errors,
             "error_rate": measured.errors / measured.requests if measured.requests else 0.0,
             "failures": dict(measured.failures.most_common()),
@@ -425,20 +443,27 @@ def _print(result: dict[str, Any]) -> bool:
         f"{result['sessions']} concurrent signed-in sessions, {result['backend']}"
         f" (+ Redis), set-up {result['setup_seconds']:.0f} s,"
         f" think time {result['think_seconds']:.1f} s,"
+        f" ramp-up {result['ramp_seconds']:.1f} s,"
         f" load average {result['machine']['load_average'][0]:.1f}"
     )
-    print(f"{'route':<34}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
     print(
-        f"{'GET /health (baseline)':<34}{base['rps']:>9.0f}{base['p50']:>9.1f}"
-        f"{base['p95']:>9.1f}{base['p99']:>9.1f}{base['errors']:>8}"
+        f"{'route':<34}{'req/s':>9}{'ok req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+        f"{'errors':>8}"
     )
     print(
-        f"{'mix (me/introspect/entitle/flags)':<34}{mix['rps']:>9.0f}{mix['p50']:>9.1f}"
-        f"{mix['p95']:>9.1f}{mix['p99']:>9.1f}{mix['errors']:>8}"
+        f"{'GET /health (baseline)':<34}{base['rps']:>9.0f}{base['ok_rps']:>9.0f}"
+        f"{base['p50']:>9.1f}{base['p95']:>9.1f}{base['p99']:>9.1f}{base['errors']:>8}"
+    )
+    print(
+        f"{'mix (me/introspect/entitle/flags)':<34}{mix['rps']:>9.0f}{mix['ok_rps']:>9.0f}"
+        f"{mix['p50']:>9.1f}{mix['p95']:>9.1f}{mix['p99']:>9.1f}{mix['errors']:>8}"
     )
     for route, cuts in mix["routes"].items():
-        print(f"{'  ' + route:<34}{'':>9}{cuts['p50']:>9.1f}{cuts['p95']:>9.1f}{cuts['p99']:>9.1f}")
+        print(
+            f"{'  ' + route:<34}{'':>18}{cuts['p50']:>9.1f}{cuts['p95']:>9.1f}{cuts['p99']:>9.1f}"
+        )
     print(f"{'ratio mix / baseline req/s':<34}{mix['rps'] / base['rps']:>9.2f}")
+    print(f"{'ratio mix ok / baseline ok req/s':<34}{mix['ok_rps'] / base['ok_rps']:>9.2f}")
     print(f"{'error rate':<34}{mix['error_rate']:>9.2%}")
     for what, count in list(mix["failures"].items())[:6]:
         print(f"{'  ' + what:<34}{count:>9}")
@@ -477,9 +502,18 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="mean pause of each session between requests (0: closed loop, saturation)",
     )
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=0.0,
+        help="spread the clients' first requests evenly over this many seconds in each phase "
+        "(0: all at once)",
+    )
     args = parser.parse_args(argv if argv is not None else [])
     requests = FULL_REQUESTS if args.full else args.requests
-    result = measure(args.sessions, requests, None if args.full else args.seconds, args.think)
+    result = measure(
+        args.sessions, requests, None if args.full else args.seconds, args.think, args.ramp
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2), encoding="utf-8")
     ok = _print(result)
