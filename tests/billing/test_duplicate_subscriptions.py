@@ -511,3 +511,39 @@ async def test_the_same_checkout_asked_twice_gets_one_stripe_session(
     assert len(keys) == 6
     assert len(set(keys[4:])) == 1
     assert all(url.startswith("https://checkout.stripe.com/") for url in both)
+
+
+async def test_a_duplicate_job_that_gave_up_runs_again_on_the_next_event(
+    db: Database,
+    billing: runtime.BillingRuntime,
+    provider: StripeProvider,
+    frozen_clock: FrozenClock,
+) -> None:
+    """Stripe was down longer than the job's attempts: the job is dead and the duplicate
+    still bills. Its next event (Stripe's webhook retry, a renewal) runs the same job again."""
+    clinic = await _new_clinic(db)
+    first = await _checkout_leaves(provider, clinic.org_id)
+    second = await _checkout_leaves(provider, clinic.org_id)
+    await _deliver(db, frozen_clock, _completed(clinic.org_id, first))
+    completed = _completed(clinic.org_id, second)
+    async with db.session_scope() as session:
+        await webhooks.receive(session, completed)
+    async with db.session_scope() as session:
+        assert await webhooks.process(session, completed["id"], provider) == (
+            "duplicate_cancel_queued"
+        )
+    dedupe_key = f"{webhooks.DUPLICATE_JOB}:{second.id}"
+    async with db.session_scope() as session:
+        job = await session.scalar(select(Job).where(Job.dedupe_key == dedupe_key))
+        assert job is not None
+        job.status, job.attempts = "dead", 16  # what 16 failed attempts leave
+    await drain_jobs(db, frozen_clock)
+    assert await _remote_status(provider, second.id) == "active"
+
+    await _deliver(db, frozen_clock, _subscription_event("customer.subscription.updated", second))
+    assert await _remote_status(provider, second.id) == "canceled"
+    assert [r.amount for r in _stored("refund")] == [2 * SEAT_PRICE]
+    async with db.session_scope(write=False) as session:
+        jobs = (await session.scalars(select(Job).where(Job.dedupe_key == dedupe_key))).all()
+        assert [(j.status, j.attempts) for j in jobs] == [("done", 1)]
+    assert len(await _duplicate_audits(db, clinic.org_id)) == 1

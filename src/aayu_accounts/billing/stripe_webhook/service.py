@@ -38,6 +38,7 @@ from typing import Any
 
 import stripe
 import structlog
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.audit.actions import AuditAction
@@ -60,8 +61,10 @@ from aayu_accounts.billing.stripe_webhook import repository
 from aayu_accounts.billing.stripe_webhook.errors import EventNotReady, SignatureInvalid
 from aayu_accounts.billing.subscription import repository as subscriptions
 from aayu_accounts.billing.subscription.service import apply_state, state_of
+from aayu_accounts.db import JOBS_ENQUEUED
 from aayu_accounts.jobs import enqueue
 from aayu_accounts.kit import clock
+from aayu_accounts.models.job import Job
 from aayu_accounts.models.subscription import Subscription
 
 log = structlog.get_logger(__name__)
@@ -305,13 +308,20 @@ async def queue_duplicate_cancel(
 ) -> bool:
     """Queue the cancellation of a clinic's duplicate subscription: one job per Stripe
     subscription id, however often its events are delivered. True when newly queued."""
-    queued = await enqueue(
-        session,
-        DUPLICATE_JOB,
-        {"org_id": org_id, "subscription_id": provider_subscription_id},
-        dedupe_key=f"{DUPLICATE_JOB}:{provider_subscription_id}",
-        max_attempts=16,
-    )
+    payload = {"org_id": org_id, "subscription_id": provider_subscription_id}
+    dedupe_key = f"{DUPLICATE_JOB}:{provider_subscription_id}"
+    queued = await enqueue(session, DUPLICATE_JOB, payload, dedupe_key=dedupe_key)
+    if queued is None:
+        # Its job gave up (Stripe down for hours) and the duplicate still bills: the same job
+        # runs again (one row per subscription, so never two at once).
+        revived = await session.execute(
+            update(Job)
+            .where(Job.dedupe_key == dedupe_key, Job.status == "dead")
+            .values(status="queued", attempts=0, run_at=clock.now(), finished_at=None)
+        )
+        queued = dedupe_key if getattr(revived, "rowcount", 0) == 1 else None
+        if queued is not None:
+            session.info[JOBS_ENQUEUED] = True  # the worker is woken after the commit
     if queued is not None:
         log.warning(
             "stripe.duplicate_subscription",
