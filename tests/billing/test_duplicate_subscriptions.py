@@ -34,6 +34,7 @@ from aayu_accounts.billing.payment_provider.stripe import StripeProvider
 from aayu_accounts.billing.stripe_webhook import service as webhooks
 from aayu_accounts.config import PaymentProvider, Settings
 from aayu_accounts.db import Database
+from aayu_accounts.jobs import Worker
 from aayu_accounts.kit import resilience
 from aayu_accounts.kit.clock import FrozenClock
 from aayu_accounts.models.audit_event import AuditEvent
@@ -547,3 +548,36 @@ async def test_a_duplicate_job_that_gave_up_runs_again_on_the_next_event(
         jobs = (await session.scalars(select(Job).where(Job.dedupe_key == dedupe_key))).all()
         assert [(j.status, j.attempts) for j in jobs] == [("done", 1)]
     assert len(await _duplicate_audits(db, clinic.org_id)) == 1
+
+
+async def test_both_checkouts_processed_at_the_same_moment_by_two_workers(
+    own_db: Database,
+    billing: runtime.BillingRuntime,
+    provider: StripeProvider,
+    frozen_clock: FrozenClock,
+) -> None:
+    """The two completions reach two workers at once, before the clinic has any row: one
+    links its subscription, the other loses on the clinic's unique row, is retried, and its
+    subscription is then the duplicate."""
+    db = own_db
+    clinic = await _new_clinic(db)
+    first = await _checkout_leaves(provider, clinic.org_id)
+    second = await _checkout_leaves(provider, clinic.org_id)
+    for event in (_completed(clinic.org_id, first), _completed(clinic.org_id, second)):
+        async with db.session_scope() as session:
+            await webhooks.receive(session, event)
+    workers = [Worker(db, batch_size=1, worker_id=f"w{n}") for n in (1, 2)]
+    await asyncio.gather(*(worker.run_once() for worker in workers))
+    await drain_jobs(db, frozen_clock)
+
+    kept, _, _ = await _row(db, clinic.org_id)
+    assert kept is not None
+    assert kept in (first.id, second.id)
+    duplicate = second.id if kept == first.id else first.id
+    assert await _remote_status(provider, kept) == "active"
+    assert await _remote_status(provider, duplicate) == "canceled"
+    assert [(r.amount, r.metadata.get("aayu_subscription_id")) for r in _stored("refund")] == [
+        (2 * SEAT_PRICE, duplicate)
+    ]
+    audits = await _duplicate_audits(db, clinic.org_id)
+    assert [target for target, _ in audits] == [duplicate]
