@@ -28,6 +28,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -182,7 +183,9 @@ class _Leases:
         self.seconds = seconds
         self.max_size = max_size
         self.max_keys = max_keys
-        self._table: dict[str, _Lease] = {}
+        # Keyed by the item and identifiers themselves: limits' ``key_for`` string costs more
+        # than the rest of a leased hit, and is only needed for the Redis call.
+        self._table: dict[tuple[RateLimitItem, tuple[str, ...]], _Lease] = {}
         self._next_sweep = 0.0
 
     def __len__(self) -> int:
@@ -199,7 +202,7 @@ class _Leases:
         cap = self.cap(item)
         if cap == 1 or self.seconds <= 0:
             return (await self._batcher.hit(item, identifiers))[1]
-        key = item.key_for(*identifiers)
+        key = (item, identifiers)
         woken = False
         while True:
             now = clock.monotonic()
@@ -374,10 +377,16 @@ class Limiter:
         if allowed:
             # Only the refusal needs exact numbers; skipping the second round trip keeps the
             # common path to one Redis call at most.
-            return Decision(True, item.amount, -1, 0)
+            return _allowed(item.amount)
         stats = await strategy.get_window_stats(item, *identifiers)
         reset_after = max(1, math.ceil(stats.reset_time - time.time()))
         return Decision(False, item.amount, stats.remaining, reset_after)
+
+
+@lru_cache(maxsize=128)
+def _allowed(limit: int) -> Decision:
+    # Decisions are immutable: an allowed one per limit serves every request.
+    return Decision(True, limit, -1, 0)
 
 
 def per_second(amount: int) -> RateLimitItem:
