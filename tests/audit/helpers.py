@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.audit import Actor, AuditAction, record
 from aayu_accounts.audit.chain import EventFields, event_hash
+from aayu_accounts.audit.service import RecordedEvent
 from aayu_accounts.audit.verify import VerifyReport, verify_chain
 from aayu_accounts.db import Database
 from aayu_accounts.models.audit_event import AuditEvent
@@ -19,7 +20,7 @@ ACTIONS = (
 )
 
 
-async def seed(db: Database, count: int, *, org_id: str = "org-a") -> list[AuditEvent]:
+async def seed(db: Database, count: int, *, org_id: str = "org-a") -> list[RecordedEvent]:
     """``count`` events, each committed in its own unit of work, as requests would."""
     events = []
     for index in range(count):

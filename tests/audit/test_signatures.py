@@ -140,6 +140,7 @@ async def test_old_hmac_checkpoints_still_verify_with_the_keyring(
 ) -> None:
     directory = tmp_path / "checkpoints"
     events = await seed(trail_db, 3)
+    assert events[-1].hash is not None  # appended inline
     legacy = make_checkpoint(LegacyHmacSigner(), 3, events[-1].hash, frozen_clock.now())
     write_checkpoint_file(directory, legacy)
     frozen_clock.advance(60)

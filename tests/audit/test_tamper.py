@@ -18,6 +18,7 @@ from aayu_accounts.audit.checkpoint import (
     make_checkpoint,
     write_checkpoint_file,
 )
+from aayu_accounts.audit.service import RecordedEvent
 from aayu_accounts.db import Database
 from aayu_accounts.kit import clock
 from aayu_accounts.kit.ids import new_id
@@ -28,7 +29,7 @@ from tests.audit.helpers import execute, rehash_from, seed, verify
 EVENTS = 10
 
 
-async def _tamperable(db: Database) -> list[AuditEvent]:
+async def _tamperable(db: Database) -> list[RecordedEvent]:
     events = await seed(db, EVENTS)
     report = await verify(db)
     assert report.ok, report.problem
@@ -159,7 +160,9 @@ async def test_naively_inserted_event_is_named(committing_trail_db: Database) ->
 # -- what only checkpoints can show ----------------------------------------------------------
 
 
-def _checkpoint_at(directory: Path, event: AuditEvent) -> Checkpoint:
+def _checkpoint_at(directory: Path, event: RecordedEvent) -> Checkpoint:
+    assert event.sequence is not None  # appended inline
+    assert event.hash is not None
     checkpoint = make_checkpoint(KeyringCheckpointSigner(), event.sequence, event.hash, clock.now())
     write_checkpoint_file(directory, checkpoint)
     return checkpoint

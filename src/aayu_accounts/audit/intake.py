@@ -13,9 +13,10 @@ the guarantees stay those of writing at once:
   fails, the commit fails);
 * events keep the order in which they were recorded (intake order is the linking order).
 
-Inside a savepoint (``begin_nested``) ``record`` writes at once, so rolling the savepoint back
-still removes its events; an inline append (``link_now``) first writes what is buffered, so
-the transaction's events reach the chain in the order they were recorded.
+An event recorded inside a savepoint (``begin_nested``) is buffered with that savepoint: rolling
+the savepoint back drops it (and those of savepoints inside it), as it would have removed the
+row. An inline append (``link_now``) first writes what is buffered, so the transaction's events
+reach the chain in the order they were recorded.
 
 After the commit the process's linker is kicked (:func:`aayu_accounts.audit.linker.kick`).
 The listeners are registered once, on SQLAlchemy's ``Session`` class, and do nothing for a
@@ -38,15 +39,15 @@ _LINK_ENGINE = "aayu_audit_link_engine"
 
 
 def buffer(session: AsyncSession, row: dict[str, Any]) -> None:
-    """Write ``row`` (the intake's columns, leaf included) with the transaction's commit.
-
-    Inside a savepoint the caller must write at once instead (see the module doc)."""
-    info = session.sync_session.info
-    pending: list[dict[str, Any]] | None = info.get(_BUFFER)
+    """Write ``row`` (the intake's columns, leaf included) with the transaction's commit."""
+    sync_session = session.sync_session
+    pending: list[tuple[SessionTransaction | None, dict[str, Any]]] | None = sync_session.info.get(
+        _BUFFER
+    )
     if pending is None:
-        pending = info[_BUFFER] = []
+        pending = sync_session.info[_BUFFER] = []
         link_after_commit(session)
-    pending.append(row)
+    pending.append((sync_session.get_nested_transaction(), row))
 
 
 def link_after_commit(session: AsyncSession) -> None:
@@ -65,20 +66,40 @@ def buffered(session: AsyncSession) -> int:
 
 
 async def write_buffered(session: AsyncSession) -> None:
-    """Write what is buffered now (before an inline append, to keep the recorded order)."""
-    rows = session.sync_session.info.pop(_BUFFER, None)
-    if rows:
-        await repository.enqueue_many(session, rows)
+    """Write what is buffered now (before an inline append, to keep the recorded order).
+
+    Only outside savepoints: a buffered event of an enclosing savepoint must stay droppable."""
+    pending = session.sync_session.info.pop(_BUFFER, None)
+    if pending:
+        await repository.enqueue_many(session, [row for _, row in pending])
 
 
 @event.listens_for(Session, "before_commit")
 def _write_on_commit(sync_session: Session) -> None:
     if sync_session.in_nested_transaction():
         return  # a savepoint's release: the outermost commit writes
-    rows = sync_session.info.pop(_BUFFER, None)
-    if rows:
+    pending = sync_session.info.pop(_BUFFER, None)
+    if pending:
         # Runs inside AsyncSession.commit's greenlet: the synchronous call is awaited there.
-        repository.enqueue_many_sync(sync_session, rows)
+        repository.enqueue_many_sync(sync_session, [row for _, row in pending])
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back(sync_session: Session, previous: SessionTransaction) -> None:
+    pending = sync_session.info.get(_BUFFER)
+    if not pending or not previous.nested:
+        return  # the outermost transaction's end drops everything (below)
+    sync_session.info[_BUFFER] = [
+        (savepoint, row) for savepoint, row in pending if not _within(savepoint, previous)
+    ]
+
+
+def _within(savepoint: SessionTransaction | None, outer: SessionTransaction) -> bool:
+    while savepoint is not None:
+        if savepoint is outer:
+            return True
+        savepoint = savepoint.parent
+    return False
 
 
 @event.listens_for(Session, "after_commit")

@@ -192,15 +192,11 @@ async def record(
     if session.get_bind().dialect.name == "postgresql":
         if _append_mode == "deferred" and not link_now:
             values["leaf"] = leaf
-            if session.in_nested_transaction():
-                # A savepoint that rolls back must take its events with it: write at once.
-                await repository.enqueue_many(session, [values])
-                intake.link_after_commit(session)
-            else:
-                intake.buffer(session, values)
+            intake.buffer(session, values)
             return event
-        # Events recorded earlier in this transaction reach the intake first (their order).
-        await intake.write_buffered(session)
+        if not session.in_nested_transaction():
+            # Events recorded earlier in this transaction reach the intake first (their order).
+            await intake.write_buffered(session)
     appended = await repository.append(session, values, leaf)
     event.sequence, event.prev_hash, event.hash = (
         appended.sequence,
