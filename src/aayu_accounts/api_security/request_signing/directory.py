@@ -86,8 +86,8 @@ class ClientDirectory:
     # --- cross-instance invalidation (service_client/changes.py) ----------------------
 
     def publisher(self) -> tuple[Any, str] | None:
-        if self._redis is None or self._channel is None:
-            return None
+        if self._redis is None or self._channel is None or self._listener is None:
+            return None  # no Redis, or stopped (its client closed)
         return self._redis, self._channel
 
     def start(self) -> None:

@@ -39,7 +39,7 @@ class Listener(Protocol):
     def forget(self, key_id: str | None = None) -> None: ...
 
     def publisher(self) -> tuple[Any, str] | None:
-        """(its Redis client, channel) when it has them."""
+        """(its Redis client, channel) while it listens."""
         ...
 
 
@@ -91,12 +91,16 @@ def committed(key_ids: set[str]) -> None:
 async def _publish(key_ids: set[str]) -> None:
     text = message(key_ids)
     try:
+        # Each running directory's channel once (tests run several apps in one process).
+        targets: dict[str, Any] = {}
         for listener in list(_listeners):
             target = listener.publisher()
             if target is not None:
-                redis, channel = target
-                await redis.publish(channel, text)
-                return
+                targets.setdefault(target[1], target[0])
+        for channel, redis in targets.items():
+            await redis.publish(channel, text)
+        if targets:
+            return
         settings = get_settings()
         client = create_redis(settings)
         if client is None:
