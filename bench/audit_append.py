@@ -22,6 +22,7 @@ backend waiting for this process, ``IO:WALSync`` a commit waiting for its WAL fl
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import time
 import uuid
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from types import SimpleNamespace
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import insert, make_url, select, text
@@ -72,22 +74,29 @@ async def _admin(sql: str) -> None:
         await engine.dispose()
 
 
-async def _database(name: str, var_dir: Path) -> Database:
-    await _admin(f'CREATE DATABASE "{name}"')
-    url = make_url(SERVER).set(database=name).render_as_string(hide_password=False)
+def _url(name: str) -> str:
+    return make_url(SERVER).set(database=name).render_as_string(hide_password=False)
+
+
+def _connect(name: str, var_dir: Path, writers: int = WRITERS) -> Database:
     settings = Settings(
         env="test",
-        database_url=url,
+        database_url=_url(name),
         var_dir=var_dir,
         secrets_dir=var_dir / "secrets",
-        db_pool_size=WRITERS,
+        db_pool_size=writers,
         db_max_overflow=1,  # one for the deferred mode's linker (never used by the others)
         log_level="WARNING",
         db_slow_statement_seconds=3600,
     )
-    engine = create_engine(settings)
-    await migrate.upgrade(engine)
-    return Database(engine)
+    return Database(create_engine(settings))
+
+
+async def _database(name: str, var_dir: Path) -> Database:
+    await _admin(f'CREATE DATABASE "{name}"')
+    db = _connect(name, var_dir)
+    await migrate.upgrade(db.engine)
+    return db
 
 
 @dataclass
@@ -161,13 +170,10 @@ async def _linked(db: Database) -> None:
     await link_all(db)
 
 
-async def _chained_inline(
-    db: Database,
-    scenario: Scenario,
-    database: str,
-    finish: Callable[[], Awaitable[object]] | None = None,
-) -> Measured:
-    per_writer = EVENTS // WRITERS // scenario.events_per_transaction
+def _writer(
+    db: Database, scenario: Scenario, events: int, writers: int, label: str = ""
+) -> Callable[[int], Awaitable[None]]:
+    per_writer = events // writers // scenario.events_per_transaction
 
     async def writer(number: int) -> None:
         for unit in range(per_writer):
@@ -179,11 +185,88 @@ async def _chained_inline(
                         actor=Actor.user(f"user-{number}"),
                         org_id="00000000-0000-4000-8000-000000000000",
                         target_type="auth_session",
-                        target_id=f"{number}-{unit}-{item}",
+                        target_id=f"{label}{number}-{unit}-{item}",
                         details={"method": "password", "mfa": False},
                     )
 
-    return await _timed(WRITERS, writer, database, finish)
+    return writer
+
+
+async def _chained_inline(
+    db: Database,
+    scenario: Scenario,
+    database: str,
+    finish: Callable[[], Awaitable[object]] | None = None,
+) -> Measured:
+    return await _timed(WRITERS, _writer(db, scenario, EVENTS, WRITERS), database, finish)
+
+
+# -- two server processes (``serve --workers 2``), deferred mode -----------------------------
+
+PROCESSES = 2
+
+
+@dataclass(frozen=True)
+class _Share:
+    """One worker process's part of the two-process run."""
+
+    database: str
+    var_dir: str
+    scenario: Scenario
+    number: int
+
+
+def _process_main(share: _Share, start: Any, done: Any) -> None:
+    """One worker process: WRITERS / PROCESSES writers, its share of the events, deferred
+    mode, its own pool and linker. Reports its CPU seconds when its events are linked."""
+
+    async def run() -> None:
+        configure_append_mode("deferred")
+        writers = WRITERS // PROCESSES
+        db = _connect(share.database, Path(share.var_dir), writers)
+        try:
+            await _warm_up(db, connections=writers)
+            work = _writer(db, share.scenario, EVENTS // PROCESSES, writers, f"p{share.number}-")
+            start.wait()
+            cpu = time.process_time()
+            await asyncio.gather(*(work(w) for w in range(writers)))
+            await linker_for(db.engine).idle()
+            done.put(time.process_time() - cpu)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+
+
+async def _two_processes(
+    db: Database, scenario: Scenario, database: str, var_dir: Path
+) -> Measured:
+    """The deferred mode from PROCESSES processes sharing the WRITERS writers: the clock runs
+    from the common start until every process's events are linked."""
+    context = multiprocessing.get_context("spawn")
+    start, done = context.Barrier(PROCESSES + 1), context.Queue()
+    processes = [
+        context.Process(
+            target=_process_main,
+            args=(_Share(database, str(var_dir), scenario, n), start, done),
+        )
+        for n in range(PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    stop = asyncio.Event()
+    waits: Counter[str] = Counter()
+    await asyncio.to_thread(start.wait)
+    sampler = asyncio.create_task(_sample_waits(database, waits, stop))
+    started = time.perf_counter()
+    cpu = sum([await asyncio.to_thread(done.get) for _ in processes])
+    await link_all(db)  # whatever a child's last pass left (normally nothing)
+    measured = Measured(time.perf_counter() - started, cpu, waits)
+    stop.set()
+    await sampler
+    for process in processes:
+        await asyncio.to_thread(process.join)
+    return measured
 
 
 async def _rows(source: Database) -> list[dict[str, object]]:
@@ -291,6 +374,7 @@ class Result:
     raw: Measured
     raw_chained: Measured
     deferred: Measured
+    deferred_two: Measured  # two processes
 
     def rate(self, side: Measured) -> float:
         return self.events / side.seconds
@@ -299,7 +383,8 @@ class Result:
 async def _database_pair(tmp: Path) -> tuple[list[str], list[Database]]:
     suffix = uuid.uuid4().hex[:8]
     names = [
-        f"aayu_bench_{side}_{suffix}" for side in ("chain", "plain", "raw", "rawchain", "deferred")
+        f"aayu_bench_{side}_{suffix}"
+        for side in ("chain", "plain", "raw", "rawchain", "deferred", "deferred2p")
     ]
     return names, [await _database(name, tmp) for name in names]
 
@@ -327,13 +412,27 @@ async def _run() -> list[Result]:
                     deferred_report = await verify_chain(session)
                 if not deferred_report.ok or deferred_report.checked != len(rows):
                     raise SystemExit(f"deferred linking lost or broke: {deferred_report}")
+                for done in databases[:5]:
+                    await done.engine.dispose()  # their pools' connections, not the engines
+                two = await _two_processes(databases[5], scenario, names[5], Path(tmp))
+                async with databases[5].session_scope(write=False) as session:
+                    two_report = await verify_chain(session)
+                if not two_report.ok or two_report.checked != len(rows):
+                    raise SystemExit(f"two processes' linking lost or broke: {two_report}")
                 async with chained_db.session_scope(write=False) as session:
                     report = await verify_chain(session)
                 if not report.ok:
                     raise SystemExit(f"the chain broke under load: {report.problem}")
                 results.append(
                     Result(
-                        scenario.name, report.checked, chained, plain, raw, raw_chained, deferred
+                        scenario.name,
+                        report.checked,
+                        chained,
+                        plain,
+                        raw,
+                        raw_chained,
+                        deferred,
+                        two,
                     )
                 )
             finally:
@@ -344,10 +443,10 @@ async def _run() -> list[Result]:
     return results
 
 
-async def _warm_up(*databases: Database) -> None:
+async def _warm_up(*databases: Database, connections: int = WRITERS) -> None:
     # Open the pools' connections before timing, so neither side pays for connecting.
     for db in databases:
-        sessions = [db.new_session() for _ in range(WRITERS)]
+        sessions = [db.new_session() for _ in range(connections)]
         await asyncio.gather(*(s.execute(text("SELECT 1")) for s in sessions))
         for session in sessions:
             await session.close()
@@ -357,10 +456,14 @@ def main() -> None:
     results = asyncio.run(_run())
     header = (
         f"{'scenario':<25} {'inline/s':>9} {'deferred/s':>10} {'plain/s':>8} "
-        f"{'ratio':>5} {'ratio':>5} {'raw chained/s':>13} {'raw plain/s':>11} {'ratio':>5}"
+        f"{'ratio':>5} {'ratio':>5} {'raw chained/s':>13} {'raw plain/s':>11} {'ratio':>5} "
+        f"{'deferred/s':>10}"
     )
     print(header)
-    print(f"{'':<25} {'(chained)':>9} {'(chained)':>10} {'':>8} {'inl.':>5} {'def.':>5}")
+    print(
+        f"{'':<25} {'(chained)':>9} {'(chained)':>10} {'':>8} {'inl.':>5} {'def.':>5} "
+        f"{'':>13} {'':>11} {'':>5} {f'{PROCESSES} procs':>10}"
+    )
     print("-" * len(header))
     for result in results:
         chained, plain = result.rate(result.chained), result.rate(result.plain)
@@ -369,18 +472,20 @@ def main() -> None:
         print(
             f"{result.scenario:<25} {chained:>9.0f} {deferred:>10.0f} {plain:>8.0f} "
             f"{chained / plain:>5.2f} {deferred / plain:>5.2f} {raw_chained:>13.0f} "
-            f"{raw:>11.0f} {raw_chained / raw:>5.2f}"
+            f"{raw:>11.0f} {raw_chained / raw:>5.2f} {result.rate(result.deferred_two):>10.0f}"
         )
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
         f"({WRITERS} concurrent writers, {EVENTS} events per run, PostgreSQL; "
-        f"{os.cpu_count()} CPUs, load average {load})"
+        f"{os.cpu_count()} CPUs, load average {load}; the last column splits the writers "
+        f"over {PROCESSES} processes, as `serve --workers {PROCESSES}`; every other column is "
+        "one process)"
     )
     for result in results:
         best = max(result.rate(result.chained), result.rate(result.deferred))
         met = best >= 2000 and best / result.rate(result.plain) >= 0.5
         print(
-            f"targets (ratio >= 0.5 and >= 2,000/s), {result.scenario}: "
+            f"targets (ratio >= 0.5 and >= 2,000/s, one process), {result.scenario}: "
             f"{'met' if met else 'MISSED'}"
         )
     print("\nwhat bounds each side (this process's CPU per event; backends' wait states):")
@@ -388,6 +493,7 @@ def main() -> None:
         for name, side in (
             ("inline", result.chained),
             ("deferred", result.deferred),
+            (f"deferred {PROCESSES}p", result.deferred_two),
             ("plain", result.plain),
             ("raw chained", result.raw_chained),
             ("raw plain", result.raw),

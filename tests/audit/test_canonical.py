@@ -5,19 +5,26 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aayu_accounts.audit.canonical import canonical_bytes, normalize, number_to_string
+from aayu_accounts.audit.canonical import (
+    canonical_bytes,
+    format_time,
+    normalize,
+    number_to_string,
+)
 from aayu_accounts.audit.chain import (
     GENESIS_HASH,
     LEAF_PREFIX,
     NODE_PREFIX,
     EventFields,
+    document_v1,
     encode_v1,
     event_hash,
     leaf_hash,
@@ -160,3 +167,54 @@ def test_any_change_of_details_changes_the_hash(extra: Any) -> None:
     changed = _fields(details={**original.details, "extra": normalize(extra)})
     assert event_hash(GENESIS_HASH, original) != event_hash(GENESIS_HASH, changed)
     assert event_hash("11" * 32, original) != event_hash(GENESIS_HASH, original)
+
+
+_AWKWARD = (
+    "plain",
+    'quote " backslash \\ newline \n tab \t nul \x00 \x1f del \x7f',
+    "é ﬁ 😀 \u2028",
+)
+
+
+@pytest.mark.parametrize("text", _AWKWARD)
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 29, 2, 0, 0, 123456, tzinfo=UTC),
+        datetime(2026, 11, 29, 7, 30, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),  # strftime does not pad such a year
+    ],
+)
+def test_v1_encoding_is_the_generic_canonical_encoding_of_its_document(
+    text: str, moment: datetime
+) -> None:
+    fields = EventFields(
+        event_id=text,
+        occurred_at=moment,
+        actor_kind="user",
+        actor_id=None,
+        org_id=text,
+        action="identity:login:succeeded",
+        target_type=None,
+        target_id=text,
+        outcome="success",
+        ip=None,
+        user_agent=text,
+        request_id="r",
+        details={"b": [1, 0.5, None, text], "a": {text: True}, "é": 1e21},
+    )
+    assert encode_v1(fields) == canonical_bytes(document_v1(fields))
+    assert format_time(moment) == moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_v1_encoding_falls_back_for_odd_values_and_refuses_lone_surrogates() -> None:
+    class Name(str):
+        pass
+
+    fields = EventFields(
+        "id", datetime(2026, 1, 1, tzinfo=UTC), "user", Name("u"), None, "a", None, None,
+        "success", None, None, None, {},
+    )  # fmt: skip
+    assert encode_v1(fields) == canonical_bytes(document_v1(fields))
+    with pytest.raises(ValueError, match="surrogate"):
+        encode_v1(replace(fields, actor_id="\ud800"))

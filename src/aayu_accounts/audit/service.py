@@ -170,25 +170,25 @@ async def record(
     assert isinstance(clean, dict)
     _check_details(clean)
 
-    event = RecordedEvent(
-        id=new_id(),
-        occurred_at=clock.now(),
-        actor_kind=actor.kind,
-        actor_id=_clip(actor.id, 100),
-        org_id=org_id,
-        action=action.value,
-        target_type=_clip(target_type, 50),
-        target_id=_clip(target_id, 200),
-        outcome=outcome,
-        ip=_clip(client_ip_var.get(), 64),
-        user_agent=_clip(user_agent_var.get(), 300),
-        request_id=_clip(request_id_var.get(), 128),
-        details=clean,
-        hash_version=HASH_VERSION,
-    )
+    values: dict[str, Any] = {
+        "id": new_id(),
+        "occurred_at": clock.now(),
+        "actor_kind": actor.kind,
+        "actor_id": _clip(actor.id, 100),
+        "org_id": org_id,
+        "action": action.value,
+        "target_type": _clip(target_type, 50),
+        "target_id": _clip(target_id, 200),
+        "outcome": outcome,
+        "ip": _clip(client_ip_var.get(), 64),
+        "user_agent": _clip(user_agent_var.get(), 300),
+        "request_id": _clip(request_id_var.get(), 128),
+        "details": clean,
+        "hash_version": HASH_VERSION,
+    }
+    event = RecordedEvent(**values)
     # The leaf is hashed before the lock: the lock is held only for linking and inserting.
     leaf = leaf_hash(EventFields.of(event))
-    values = {name: getattr(event, name) for name in _COLUMNS}
     if session.get_bind().dialect.name == "postgresql":
         if _append_mode == "deferred" and not link_now:
             values["leaf"] = leaf
@@ -204,13 +204,6 @@ async def record(
         appended.hash,
     )
     return event
-
-
-_COLUMNS = tuple(
-    name
-    for name in RecordedEvent.__dataclass_fields__
-    if name not in ("sequence", "prev_hash", "hash")
-)
 
 
 # -- reading ---------------------------------------------------------------------------------
