@@ -17,6 +17,8 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from aayu_accounts.api_security.rate_limit.limiter import Limiter, parse_limit
+from aayu_accounts.observability import metrics
+from tests.client.server import free_port
 from tests.fixtures.services import REDIS_URL, redis_available, require
 
 
@@ -28,6 +30,16 @@ async def redis() -> AsyncIterator[Any]:
     keys = [key async for key in client.scan_iter("aayu-lease-test:*")]
     if keys:
         await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def dead_redis() -> AsyncIterator[Any]:
+    # A real client pointed at a port nobody listens on: every call fails as in an outage.
+    client = redis_asyncio.Redis(
+        host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2
+    )
+    yield client
     await client.aclose()
 
 
@@ -182,3 +194,14 @@ async def test_small_limits_are_never_leased(redis: Any) -> None:
     assert decisions == [True] * 10 + [False]
     assert sent == [1] * 11
     assert limiter.leased_keys == 0
+
+
+async def test_a_failed_lease_falls_back_to_the_stricter_memory_limit(dead_redis: Any) -> None:
+    """Requests queued on a lease whose Redis call fails are not let through: each falls back
+    to this instance's share of the limit, as a single hit does."""
+    before = metrics.REDIS_FALLBACKS.labels("rate_limit")._value.get()
+    limiter = Limiter(redis=dead_redis, key_prefix=prefix(), fallback_divisor=4)
+    item = parse_limit("400/hour")  # leasable with Redis; 100 per instance without it
+    assert await allowed_of(limiter, item, "u", 150) == 100
+    assert metrics.REDIS_FALLBACKS.labels("rate_limit")._value.get() > before
+    assert limiter.leased_keys <= 1
