@@ -14,11 +14,12 @@ counted in the shared counter at once by the same script, and allows the next ``
 requests for that key from it. Nothing is allowed that was not counted in Redis first, so the
 shared limit is never looser; hits leased but not used before the lease lapses (within
 ``lease_seconds``, at most a sixtieth of the window) stay counted, which can make it stricter
-by at most one lease per key and instance. Leases start at one hit, double while requests
-arrive faster than leases last (up to ``lease_max`` or a tenth of the limit, whichever is
-smaller), fall back to what was used when one lapses unused, and to exactly one hit per
-request near the limit (a refused lease is retried as a single hit). A key called slowly
-never holds more than the one hit its request uses: exact, as without leases.
+by at most one lease per key and instance each time a lease lapses. Leases start at one hit,
+double while requests arrive faster than leases last (up to ``lease_max`` or a tenth of the
+limit, whichever is smaller), fall back to what was used when one lapses unused, and to
+exactly one hit per request near the limit (a refused lease is retried as a single hit). A
+key called slowly never holds more than the one hit its request uses: exact, as without
+leases.
 """
 
 from __future__ import annotations
