@@ -92,6 +92,29 @@ async def test_concurrent_misses_share_one_lookup(app: FastAPI, issued: IssuedSe
     assert taken[0] == 0
 
 
+async def test_an_entry_in_use_is_refreshed_before_it_lapses(
+    app: FastAPI, issued: IssuedSecret
+) -> None:
+    directory = app.state.api_security.directory
+    directory.ttl_seconds = 2.0
+    directory.forget()
+    first = await directory.lookup(issued.key_id)
+    await asyncio.sleep(1.1)  # past half its lifetime
+    with units_of_work() as taken:
+        assert (await directory.lookup(issued.key_id)) is first  # answered from the cache
+        refreshing = list(directory._loading.values())
+        assert len(refreshing) == 1
+        await refreshing[0]
+    assert taken[0] == 1
+    await asyncio.sleep(1.1)  # the first load has lapsed, the refreshed one has not
+    with units_of_work() as taken:
+        again = await directory.lookup(issued.key_id)
+    assert taken[0] == 0
+    assert again is not first
+    await asyncio.gather(*directory._loading.values())  # a refresh it may have started
+    assert again.key_id == issued.key_id
+
+
 async def test_a_lookup_racing_a_change_is_not_cached(app: FastAPI, issued: IssuedSecret) -> None:
     directory = app.state.api_security.directory
     directory.forget()

@@ -5,7 +5,8 @@ or a disable drops the key id here and, through Redis, on every instance as soon
 (``service_client/changes.py``); ``ttl_seconds`` (``AAYU_CLIENT_CACHE_SECONDS``) still bounds
 how long a lost message can matter. Unknown key ids are not cached, so a client created a
 moment ago works at once. Concurrent misses for one key id share one lookup, so an expiry
-under load costs one pooled connection, not one per request in flight.
+under load costs one pooled connection, not one per request in flight, and an entry in use is
+reloaded in the background once half its lifetime has passed, so it does not lapse at all.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from aayu_accounts.kit import clock
 log = structlog.get_logger(__name__)
 
 MAX_ENTRIES = 10_000
+# Past this fraction of its lifetime an entry in use is reloaded in the background.
+REFRESH_AFTER = 0.5
 
 
 class ClientDirectory:
@@ -46,15 +49,24 @@ class ClientDirectory:
 
     async def lookup(self, key_id: str) -> ClientCredentials | None:
         cached = self._entries.get(key_id)
-        if cached is not None and clock.monotonic() - cached[0] < self.ttl_seconds:
-            return cached[1]
-        loading = self._loading.get(key_id)
-        if loading is None:
-            loading = asyncio.get_running_loop().create_task(self._load(key_id, self._generation))
-            self._loading[key_id] = loading
-            loading.add_done_callback(lambda done: self._loaded(key_id, done))
+        if cached is not None:
+            age = clock.monotonic() - cached[0]
+            if age < self.ttl_seconds:
+                if age >= self.ttl_seconds * REFRESH_AFTER and key_id not in self._loading:
+                    # Refreshed ahead, in the background: a client in steady use never has
+                    # its requests wait for the database (a failed refresh leaves the entry
+                    # to lapse at its lifetime, as before).
+                    self._start_load(key_id)
+                return cached[1]
+        loading = self._loading.get(key_id) or self._start_load(key_id)
         # Shielded: a caller that goes away does not cancel the others' lookup.
         return await asyncio.shield(loading)
+
+    def _start_load(self, key_id: str) -> asyncio.Task[ClientCredentials | None]:
+        loading = asyncio.get_running_loop().create_task(self._load(key_id, self._generation))
+        self._loading[key_id] = loading
+        loading.add_done_callback(lambda done: self._loaded(key_id, done))
+        return loading
 
     def _loaded(self, key_id: str, done: asyncio.Task[ClientCredentials | None]) -> None:
         if self._loading.get(key_id) is done:
@@ -138,6 +150,8 @@ class ClientDirectory:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
-        for loading in list(self._loading.values()):
-            loading.cancel()
+        # Lookups in flight finish (bounded by the database timeouts): cancelling one would
+        # leave its connection mid-statement.
+        if self._loading:
+            await asyncio.gather(*self._loading.values(), return_exceptions=True)
         self._loading.clear()
