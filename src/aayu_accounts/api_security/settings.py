@@ -48,8 +48,8 @@ class ApiSecuritySettings(BaseSettings):
     signature_window_seconds: int = Field(default=300, ge=30, le=3600)
     # How long a rotated-out secret keeps verifying, so clients can be redeployed.
     client_secret_grace_seconds: int = Field(default=86_400, ge=0)
-    # How long a process caches a client's secrets; disabling or rotating a client reaches
-    # every instance within this bound.
+    # How long a process caches a client's secrets: a disable or rotation reaches every
+    # instance at once through Redis; this bounds it should that message be lost.
     client_cache_seconds: float = Field(default=5.0, ge=0)
 
     # Headers: HSTS outside development.
