@@ -16,6 +16,10 @@ CPU time per event, and the wait states are sampled from ``pg_stat_activity`` ev
 each side runs (``Lock:advisory`` is a writer queued on the chain lock, ``ClientRead`` a
 backend waiting for this process, ``IO:WALSync`` a commit waiting for its WAL flush).
 
+The last column runs the deferred mode from two processes (``serve --workers 2``), the same
+16 writers split between them, each with its own pool and linker; every other column, and the
+targets, are one process.
+
     python -m bench audit_append      (AAYU_BENCH_DATABASE_URL overrides the PostgreSQL server)
 """
 
