@@ -50,7 +50,7 @@ class ApiSecuritySettings(BaseSettings):
     client_secret_grace_seconds: int = Field(default=86_400, ge=0)
     # How long a process caches a client's secrets: a disable or rotation reaches every
     # instance at once through Redis; this bounds it should that message be lost.
-    client_cache_seconds: float = Field(default=5.0, ge=0)
+    client_cache_seconds: float = Field(default=30.0, ge=0)
 
     # Headers: HSTS outside development.
     hsts_max_age_seconds: int = Field(default=63_072_000, ge=0)
