@@ -205,3 +205,41 @@ async def test_a_failed_lease_falls_back_to_the_stricter_memory_limit(dead_redis
     assert await allowed_of(limiter, item, "u", 150) == 100
     assert metrics.REDIS_FALLBACKS.labels("rate_limit")._value.get() > before
     assert limiter.leased_keys <= 1
+
+
+async def test_a_queue_of_requests_is_counted_in_one_call_not_one_lease_at_a_time(
+    redis: Any,
+) -> None:
+    # 200 requests for one key arrive together: the lease fetch in flight counts every one of
+    # them (they are real requests), so they are answered after one round trip, not after
+    # 200 / 32 round trips taken in turn.
+    shared = prefix()
+    limiter = Limiter(redis=redis, key_prefix=shared)
+    item = parse_limit("1000/hour")
+    with script_calls(redis) as sent:
+        assert await allowed_of(limiter, item, "queue", 200) == 200
+    assert len(sent) <= 2, sent
+    assert 200 <= await counted(redis, shared, item, "user", "queue") < 200 + 32
+
+
+async def test_a_round_trip_slower_than_the_lease_does_not_void_the_queued_hits(
+    redis: Any,
+) -> None:
+    # A saturated event loop can take longer to bring Redis' answer back than a lease lives;
+    # the hits counted for the queued requests are still theirs (they used to lapse unused,
+    # and every queued request fetched again: one round trip per request, in turn).
+    shared = prefix()
+    limiter = Limiter(redis=redis, key_prefix=shared, lease_seconds=1e-6)
+    item = parse_limit("1000/hour")
+    with script_calls(redis) as sent:
+        assert await allowed_of(limiter, item, "slow", 200) == 200
+    assert len(sent) <= 2, sent
+    assert await counted(redis, shared, item, "user", "slow") == 200
+
+
+async def test_a_queue_larger_than_the_budget_is_decided_hit_by_hit(redis: Any) -> None:
+    shared = prefix()
+    limiter = Limiter(redis=redis, key_prefix=shared)
+    item = parse_limit("100/hour")
+    assert await allowed_of(limiter, item, "over", 150) == 100
+    assert await counted(redis, shared, item, "user", "over") == 100

@@ -159,7 +159,16 @@ _ABANDONED = -1
 class _Lease:
     """One key's lease: hits counted in Redis that this instance may still allow."""
 
-    __slots__ = ("exact_until", "expires", "fetching", "granted", "size", "tokens", "waiting")
+    __slots__ = (
+        "exact_until",
+        "expires",
+        "fetching",
+        "granted",
+        "reserved",
+        "size",
+        "tokens",
+        "waiting",
+    )
 
     def __init__(self) -> None:
         self.size = 1  # the next lease's size, adapted to how fast the key is used
@@ -169,6 +178,9 @@ class _Lease:
         self.exact_until = 0.0  # after a refusal: single hits, no leases, until then
         self.fetching: asyncio.Future[int] | None = None
         self.waiting = 0  # requests waiting for the fetch in flight
+        # Hits the last fetch counted for the requests that were waiting when it was sent:
+        # theirs, whatever the lease's lifetime (a slow round trip must not void them).
+        self.reserved = 0
 
     def idle(self, now: float) -> bool:
         return self.fetching is None and self.expires <= now and self.exact_until <= now
@@ -236,6 +248,9 @@ class _Leases:
             if granted == _REFUSED:
                 # The same counter refused a single hit just now: so would it this one.
                 return False
+            if lease.reserved > 0:
+                lease.reserved -= 1
+                return True
             woken = True
 
     async def _fetch(
@@ -256,10 +271,17 @@ class _Leases:
             # Lapsed with hits unused: next time only what this one served.
             lease.size = max(1, lease.granted - lease.tokens)
         lease.tokens = 0
+        lease.reserved = 0  # left by waiters that gave up: dropped (stricter, never looser)
+        counted_waiters = 0
 
         def cost() -> int:
             # Asked when the batch is sent, so requests that queued meanwhile are included.
-            return min(cap, max(lease.size, 1 + lease.waiting))
+            # They are real requests, so all of them are counted (one round trip for a whole
+            # queue, as when each request sent its own hit); only the hits counted ahead of
+            # any request are capped.
+            nonlocal counted_waiters
+            counted_waiters = lease.waiting
+            return max(1 + counted_waiters, min(cap, lease.size))
 
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         lease.fetching = future
@@ -268,6 +290,7 @@ class _Leases:
             if not allowed and asked > 1:
                 # Near the limit: the last hits are counted one by one, exactly.
                 lease.exact_until = now + self.lifetime(item)
+                counted_waiters = 0
                 asked, allowed = await self._batcher.hit(item, identifiers, 1)
         except Exception as exc:
             lease.size, lease.granted, lease.expires = 1, 0, 0.0
@@ -284,9 +307,12 @@ class _Leases:
             lease.exact_until = now + self.lifetime(item)
             future.set_result(_REFUSED)
             return False
-        # Lapses counted from before the hits were counted, never later.
-        lease.granted = lease.size = asked
-        lease.tokens = asked - 1
+        # The waiters' hits are theirs; the rest lapse counted from before the hits were
+        # counted, never later.
+        lease.reserved = counted_waiters
+        lease.granted = asked - counted_waiters
+        lease.size = min(cap, max(lease.size, lease.granted))
+        lease.tokens = lease.granted - 1
         lease.expires = now + self.lifetime(item)
         future.set_result(asked)
         return True
