@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -136,3 +138,23 @@ def test_route_overrides_take_the_longest_prefix(path: str, expected: str | None
         assert item is None
     else:
         assert item == parse_limit(expected)
+
+
+async def test_remembered_nonces_cost_little_memory_each() -> None:
+    # Every signed request's nonce is held for the whole window (600 s): at a few hundred
+    # signed requests a second this map is the process's largest. Each entry keeps a hash,
+    # not the request's key id and nonce strings.
+    store = MemoryNonceStore()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(20_000):
+            # New string objects per request, as parsed from each request's headers.
+            key_id = "".join(("ak_", "0123456789abcdef"))
+            assert await store.first_use(key_id, secrets.token_urlsafe(16) + str(n), 600)
+        per_nonce = (tracemalloc.get_traced_memory()[0] - before) / 20_000
+    finally:
+        tracemalloc.stop()
+    assert per_nonce < 200, per_nonce
+    assert await store.first_use("ak_0123456789abcdef", "nonce-once", 600)
+    assert not await store.first_use("".join(("ak_0123", "456789abcdef")), "nonce-once", 600)
