@@ -12,6 +12,7 @@ reloaded in the background once half its lifetime has passed, so it does not lap
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import structlog
@@ -21,7 +22,6 @@ from aayu_accounts.api_security.service_client import service as client_service
 from aayu_accounts.api_security.service_client.service import ClientCredentials
 from aayu_accounts.db import Database
 from aayu_accounts.kit import clock
-from aayu_accounts.kit.invalidation_listener import InvalidationListener
 
 log = structlog.get_logger(__name__)
 
@@ -42,8 +42,9 @@ class ClientDirectory:
         self._generation = 0
         self._redis = redis
         self._channel = channel
-        self._listener: InvalidationListener | None = None
-        self._not_listening = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
+        # Set once the listener is subscribed (tests wait for it).
+        self.listening = asyncio.Event()
         changes.register(self)
 
     async def lookup(self, key_id: str) -> ClientCredentials | None:
@@ -105,34 +106,49 @@ class ClientDirectory:
         """Listen for other instances' changes (with Redis; needs a running loop)."""
         if self._redis is None or self._channel is None or self._listener is not None:
             return
-        self._listener = InvalidationListener(
-            self._redis,
-            self._channel,
-            name="client-directory",
-            on_message=self._apply,
-            # Changes made while not subscribed were missed: start afresh.
-            on_gap=self.forget,
+        self._listener = asyncio.get_running_loop().create_task(
+            self._listen(), name="aayu-client-directory"
         )
-        self._listener.start_soon()
 
-    @property
-    def listening(self) -> asyncio.Event:
-        """Set once the listener is subscribed (tests wait for it)."""
-        if self._listener is None:
-            return self._not_listening
-        return self._listener.listening
-
-    def _apply(self, raw: Any) -> None:
-        key_ids = changes.key_ids_of(raw)
-        if key_ids is None:
-            self.forget()
-        else:
-            for key_id in key_ids:
-                self.forget(key_id)
+    async def _listen(self) -> None:
+        pubsub = self._redis.pubsub()
+        try:
+            while True:
+                try:
+                    if not pubsub.subscribed:
+                        await pubsub.subscribe(self._channel)
+                        # Changes made while not subscribed were missed: start afresh.
+                        self.forget()
+                        self.listening.set()
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                except Exception as exc:
+                    log.warning("client_directory.subscription_failed", error=type(exc).__name__)
+                    self.listening.clear()
+                    self.forget()
+                    with contextlib.suppress(Exception):
+                        await pubsub.reset()
+                    pubsub = self._redis.pubsub()
+                    await asyncio.sleep(1)
+                    continue
+                if message and message.get("type") == "message":
+                    try:
+                        key_ids = changes.key_ids_of(message["data"])
+                    except (ValueError, TypeError, AttributeError):
+                        continue
+                    if key_ids is None:
+                        self.forget()
+                    else:
+                        for key_id in key_ids:
+                            self.forget(key_id)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
 
     async def stop(self) -> None:
         if self._listener is not None:
-            await self._listener.stop()
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
             self._listener = None
         # Lookups in flight finish (bounded by the database timeouts): cancelling one would
         # leave its connection mid-statement.

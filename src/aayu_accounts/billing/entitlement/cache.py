@@ -42,7 +42,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aayu_accounts.billing import runtime
 from aayu_accounts.billing.hooks import after_commit
 from aayu_accounts.kit import clock
-from aayu_accounts.kit.invalidation_listener import InvalidationListener
 from aayu_accounts.kit.redis_client import create_redis
 
 log = structlog.get_logger(__name__)
@@ -74,7 +73,7 @@ class EntitlementCache:
         self._lock = threading.Lock()
         self._redis = redis
         self._channel = channel
-        self._listener: InvalidationListener | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._publishes: set[asyncio.Task[Any]] = set()
 
     @property
@@ -161,19 +160,39 @@ class EntitlementCache:
         """Listen for other instances' invalidations (with Redis configured)."""
         if self._redis is None or self._channel is None or self._listener is not None:
             return
-        self._listener = InvalidationListener(
-            self._redis,
-            self._channel,
-            name="entitlement-cache",
-            on_message=self.apply,
-            # Messages may have been lost while disconnected: drop everything.
-            on_gap=self.clear,
-        )
-        await self._listener.start()
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+        except Exception:
+            # Redis down at start-up must not stop the instance: the listener keeps trying.
+            log.warning("entitlement_cache.subscription_failed")
+        self._listener = asyncio.create_task(self._listen(pubsub), name="aayu-entitlement-cache")
+
+    async def _listen(self, pubsub: Any) -> None:
+        try:
+            while True:
+                try:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+                except Exception:
+                    # Messages may have been lost while disconnected: drop everything.
+                    log.warning("entitlement_cache.subscription_failed")
+                    self.clear()
+                    await asyncio.sleep(1)
+                    with contextlib.suppress(Exception):
+                        await pubsub.subscribe(self._channel)
+                    continue
+                if message and message.get("type") == "message":
+                    with contextlib.suppress(ValueError, TypeError, AttributeError):
+                        self.apply(message["data"])
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
 
     async def stop(self) -> None:
         if self._listener is not None:
-            await self._listener.stop()
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
             self._listener = None
         await self.drain()
 

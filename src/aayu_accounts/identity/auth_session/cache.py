@@ -17,6 +17,7 @@ Why: an authenticated request should cost no database round trip. Why it stays c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import zlib
 from collections import OrderedDict
@@ -30,7 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from aayu_accounts.kit import clock
-from aayu_accounts.kit.invalidation_listener import InvalidationListener
 
 log = structlog.get_logger(__name__)
 
@@ -111,7 +111,7 @@ class SessionCache:
         self._by_user: dict[str, set[str]] = {}
         self._redis = redis
         self._channel = channel
-        self._listener: InvalidationListener | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._publishes: set[asyncio.Task[Any]] = set()
 
     # --- lookups -------------------------------------------------------------------
@@ -200,19 +200,35 @@ class SessionCache:
     async def start(self) -> None:
         if self._redis is None or self._listener is not None:
             return
-        self._listener = InvalidationListener(
-            self._redis,
-            self._channel,
-            name="session-cache",
-            on_message=lambda raw: self.apply(Invalidation.from_json(raw)),
-            # Messages may have been lost while disconnected: drop everything.
-            on_gap=lambda: self.apply(Invalidation(everything=True)),
-        )
-        await self._listener.start()
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(self._channel)
+        self._listener = asyncio.create_task(self._listen(pubsub), name="aayu-session-cache")
+
+    async def _listen(self, pubsub: Any) -> None:
+        try:
+            while True:
+                try:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+                except Exception:
+                    # Lost messages are bounded by the TTL; drop everything to be safe.
+                    log.warning("session_cache.subscription_failed")
+                    self.apply(Invalidation(everything=True))
+                    await asyncio.sleep(1)
+                    with contextlib.suppress(Exception):
+                        await pubsub.subscribe(self._channel)
+                    continue
+                if message and message.get("type") == "message":
+                    with contextlib.suppress(ValueError, TypeError):
+                        self.apply(Invalidation.from_json(message["data"]))
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
 
     async def stop(self) -> None:
         if self._listener is not None:
-            await self._listener.stop()
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
             self._listener = None
         if self._publishes:
             await asyncio.gather(*self._publishes, return_exceptions=True)
