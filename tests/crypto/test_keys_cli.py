@@ -11,6 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+
+from aayu_accounts.config import Settings
+from aayu_accounts.crypto.keyring import KeyPurpose
+from aayu_accounts.crypto.keyring.reencrypt import pending, reencrypt_batch
+from aayu_accounts.crypto.keyring.runtime import keyring_scope
+from aayu_accounts.db import Database
+from aayu_accounts.models import Base
+from aayu_accounts.models.user import User
 
 CLI = [sys.executable, "-m", "aayu_accounts"]
 
@@ -78,3 +87,104 @@ def test_list_rotate_retire_reencrypt(cli_env: dict[str, str], tmp_path: Path) -
     # No key material in any output or audit row.
     secret = (tmp_path / "secrets" / "master-key").read_text().strip()
     assert secret not in reencrypted.stderr
+
+
+def _local_settings(env: dict[str, str]) -> Settings:
+    """The settings the CLI process reads from ``env``, for writing rows from this process."""
+    return Settings.model_validate(
+        {
+            "env": "development",
+            "database_url": env["AAYU_DATABASE_URL"],
+            "var_dir": Path(env["AAYU_VAR_DIR"]),
+            "secrets_dir": Path(env["AAYU_SECRETS_DIR"]),
+        }
+    )
+
+
+PEOPLE = [
+    (f"cli.person{n}@clinic-example.org", f"Cli Person{n}", f"TOTPSECRET{n:04d}") for n in range(5)
+]
+
+
+async def test_retire_refused_while_data_uses_it_and_reencrypt_resumes_with_a_bar(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    run(cli_env, "db", "upgrade")
+    local = _local_settings(cli_env)
+    db = Database.from_settings(local)
+    try:
+        async with keyring_scope(local, db), db.session_scope() as session:
+            for email, name, totp in PEOPLE:
+                session.add(
+                    User(email=email, full_name=name, totp_secret=totp, password_hash="x" * 20)
+                )
+        for name in ("data", "blind-index"):
+            assert "version 2" in run(cli_env, "keys", "rotate", name, "--activate-in", "0").stderr
+
+        # Rows still use version 1: retirement is refused, the key stays.
+        for name in ("data", "blind-index"):
+            refused = run(cli_env, "keys", "retire", name, "1", ok=False)
+            assert refused.returncode == 1
+            assert "stored values still use" in refused.stderr
+            assert "reencrypt" in refused.stderr
+        listed = json.loads(run(cli_env, "keys", "list", "--json").stdout)
+        usage = {(i["name"], i["version"]): i for i in listed}
+        assert usage[("data", "1")]["state"] == "active"
+        assert usage[("data", "1")]["rows"] == 3 * len(PEOPLE)  # email, name, TOTP secret
+        assert usage[("blind-index", "1")]["rows"] == len(PEOPLE)
+
+        # An interrupted run (one batch of two users' emails committed), then the CLI
+        # continues with what is left, showing its progress bar.
+        async with keyring_scope(local, db) as runtime:
+            async with db.session_scope() as session:
+                first, _ = await reencrypt_batch(
+                    session, runtime.keyring, User.email.spec, after=None, limit=2
+                )
+            assert first == 2
+            async with db.session_scope(write=False) as session:
+                todo = await pending(session, runtime.keyring, Base.metadata)
+                left = sum(p.pending for p in todo)
+        assert 0 < left < 3 * len(PEOPLE)
+        resumed = run(
+            {**cli_env, "TTY_COMPATIBLE": "1", "COLUMNS": "120"},
+            "keys",
+            "reencrypt",
+            "--batch-size",
+            "2",
+        )
+        assert "re-encrypting" in resumed.stderr
+        assert f"{left}/{left}" in resumed.stderr  # the bar counted only what was left
+        assert f"re-encrypted {left} values" in resumed.stderr
+
+        for name in ("data", "blind-index"):
+            run(cli_env, "keys", "retire", name, "1")
+        listed = json.loads(run(cli_env, "keys", "list", "--json").stdout)
+        usage = {(i["name"], i["version"]): i for i in listed}
+        assert usage[("data", "1")]["state"] == "retired"
+        assert usage[("data", "2")]["rows"] == 3 * len(PEOPLE)
+
+        # A fresh keyring (version 1 destroyed) reads every row back and finds it by address.
+        async with keyring_scope(local, db) as runtime:
+            assert [k.version for k in runtime.keyring.versions(KeyPurpose.DATA)] == [2]
+            async with db.session_scope(write=False) as session:
+                for email, name, totp in PEOPLE:
+                    user = await session.scalar(
+                        select(User).where(User.email.matches(email.upper()))
+                    )
+                    assert user is not None
+                    assert (user.email, user.full_name, user.totp_secret) == (email, name, totp)
+    finally:
+        await db.dispose()
+
+    actions = audit_actions(tmp_path / "cli.db")
+    for name in ("data", "blind-index"):
+        assert ("crypto:key:rotated", name) in actions
+        assert ("crypto:key:retired", name) in actions
+    with contextlib.closing(sqlite3.connect(tmp_path / "cli.db")) as connection:
+        details = [
+            json.loads(row[0])
+            for row in connection.execute(
+                "SELECT details FROM audit_events WHERE action = 'crypto:key:rotated'"
+            )
+        ]
+    assert {d["version"] for d in details} == {2}
