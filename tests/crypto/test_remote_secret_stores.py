@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import azure.identity
 import pytest
 import pytest_asyncio
 from structlog.testing import capture_logs
@@ -198,3 +199,31 @@ async def test_keyring_runs_on_a_remote_store(
         assert runtime.keyring.decrypt(KeyPurpose.DATA, sealed, b"aad") == b"remote"
     finally:
         await runtime.stop()
+
+
+async def test_azure_authenticates_with_default_azure_credential(
+    azure_server: AzureStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a credential the store asks ``DefaultAzureCredential`` (here a stand-in for
+    the identity endpoint it would reach) and sends its token over real HTTPS."""
+    made: list[StaticTokenCredential] = []
+
+    class Recording(StaticTokenCredential):
+        def __init__(self) -> None:
+            super().__init__(azure_server.token)
+            made.append(self)
+
+    monkeypatch.setattr(azure.identity, "DefaultAzureCredential", Recording)
+    store = AzureKeyVaultSecretStore(
+        azure_server.url,
+        timeout=2,
+        verify_challenge_resource=False,
+        connection_verify=str(azure_server.cert_path),
+    )
+    try:
+        await store.set("master-key", "from-default-credential")
+        assert (await store.get("master-key")).value == "from-default-credential"
+    finally:
+        await store.close()
+    assert len(made) == 1
+    assert made[0].requests >= 1
