@@ -17,7 +17,9 @@ from aayu_accounts.crypto.secret_store.factory import (
     build_secret_store,
 )
 from aayu_accounts.crypto.secret_store.file import FileSecretStore
+from aayu_accounts.crypto.secret_store.resilience import ResilientSecretStore
 from aayu_accounts.crypto.secret_store.vault import VaultSecretStore
+from aayu_accounts.kit import resilience
 
 
 async def test_development_generates_missing_secrets_privately(tmp_path: Path) -> None:
@@ -103,3 +105,30 @@ def test_remote_providers_get_the_cache_and_resilience(tmp_path: Path) -> None:
     assert store.ttl.total_seconds() == 300
     inner = getattr(store.inner, "inner", None)
     assert isinstance(inner, VaultSecretStore)
+
+
+def test_remote_store_settings_reach_the_cache_and_the_resilience_policy(tmp_path: Path) -> None:
+    settings = _production(
+        tmp_path,
+        secrets_provider="vault",
+        vault_url="https://vault.example",
+        vault_token="t",
+        secret_cache_ttl_seconds=42,
+        secret_stale_seconds=600,
+        secret_store_timeout_seconds=1.5,
+        secret_store_retries=1,
+        secret_store_breaker_failures=3,
+        secret_store_breaker_reset_seconds=7,
+    )
+    resilience.configure(settings)
+    store = build_secret_store(settings)
+    assert isinstance(store, CachedSecretStore)
+    assert store.ttl.total_seconds() == 42
+    assert store.stale_for.total_seconds() == 600
+    wrapped = store.inner
+    assert isinstance(wrapped, ResilientSecretStore)
+    # The process-wide secret_store dependency (one breaker shared by every caller).
+    assert wrapped.guard is resilience.dependency(resilience.SECRET_STORE)
+    policy = wrapped.guard.policy
+    assert (policy.timeout_seconds, policy.attempts) == (1.5, 2)
+    assert (policy.breaker_fail_max, policy.breaker_reset_seconds) == (3, 7)
