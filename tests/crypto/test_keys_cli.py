@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from aayu_accounts.cli import keys_cli
 from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring import KeyPurpose
 from aayu_accounts.crypto.keyring.reencrypt import pending, reencrypt_batch
 from aayu_accounts.crypto.keyring.runtime import keyring_scope
 from aayu_accounts.db import Database
+from aayu_accounts.kit import resilience
 from aayu_accounts.models import Base
 from aayu_accounts.models.user import User
 
@@ -188,3 +190,21 @@ async def test_retire_refused_while_data_uses_it_and_reencrypt_resumes_with_a_ba
             )
         ]
     assert {d["version"] for d in details} == {2}
+
+
+def test_commands_apply_the_secret_store_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configured = Settings.model_validate(
+        {
+            "env": "development",
+            "var_dir": tmp_path,
+            "secret_store_timeout_seconds": 2.5,
+            "secret_store_retries": 0,
+            "secret_store_breaker_failures": 2,
+        }
+    )
+    monkeypatch.setattr(keys_cli, "settings", lambda: configured)
+    assert keys_cli._settings() is configured
+    policy = resilience.dependency(resilience.SECRET_STORE).policy
+    assert (policy.timeout_seconds, policy.attempts, policy.breaker_fail_max) == (2.5, 1, 2)

@@ -26,6 +26,7 @@ from aayu_accounts.crypto.keyring.runtime import keyring_scope
 from aayu_accounts.crypto.keyring.tasks import enqueue_reencryption
 from aayu_accounts.crypto.secret_store.factory import build_secret_store
 from aayu_accounts.db import Database
+from aayu_accounts.kit import resilience
 from aayu_accounts.models import Base
 
 app = typer.Typer(help="Keys: list, rotate, retire, re-encrypt.", no_args_is_help=True)
@@ -56,9 +57,17 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def _settings() -> Settings:
+    """The settings, with the AAYU_SECRET_STORE_* timeout/retry/breaker policy applied (the
+    server applies it at start-up; a command talks to the same remote secret store)."""
+    current = settings()
+    resilience.configure(current)
+    return current
+
+
 def _run(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
     """Run ``work`` with the keyring loaded (it bootstraps missing keys on a fresh database)."""
-    current = settings()
+    current = _settings()
 
     async def runner(db: Database) -> T:
         async with keyring_scope(current, db):
@@ -132,7 +141,7 @@ def rotate(
 @app.command("init-master")
 def init_master() -> None:
     """Create the master key in the secret store (once, before the first production start)."""
-    current = settings()
+    current = _settings()
 
     async def work(db: Database) -> str:
         async with db.session_scope() as session:
