@@ -5,7 +5,10 @@ process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -116,6 +119,21 @@ async def test_two_workers_report_one_sum(backend: str, tmp_path: Path) -> None:
                 assert "aayu_process_start_time_seconds " in text
             assert totals == {float(sent)}, (totals, sent, per_process)
             assert sum(per_process.values()) == sent
+
+            # A worker killed without a goodbye: uvicorn starts another, and the next scrape
+            # forgets the dead one's live gauges (pool, health, leader) but keeps its counts.
+            victim = next(int(pid) for pid, count in per_process.items() if count)
+            assert victim != process.pid
+            assert list(directory.glob(f"gauge_live*_{victim}.db"))
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while list(directory.glob(f"gauge_live*_{victim}.db")):
+                assert time.monotonic() < deadline, "the dead worker's live gauges stayed"
+                with contextlib.suppress(httpx.HTTPError):
+                    await _scrape(url)
+                await asyncio.sleep(0.3)
+            found = HEALTH.findall(await _scrape(url))
+            assert [float(v) for v in found] == [float(sent)], found
         finally:
             process.terminate()
             try:

@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import os
 
 import structlog
 from fastapi import APIRouter, Request, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aayu_accounts.config import Settings
 from aayu_accounts.errors import Unauthenticated
+from aayu_accounts.observability.metrics import collector_registry
 
 router = APIRouter(tags=["operations"])
 log = structlog.get_logger(__name__)
-
-
-def _registry() -> CollectorRegistry:
-    # Several uvicorn workers each keep their own counters; multi-process mode sums them.
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return registry
-    return REGISTRY
 
 
 def _authorized(request: Request, settings: Settings) -> bool:
@@ -63,4 +48,4 @@ async def metrics(request: Request) -> Response:
                 await refresh()
         except Exception as exc:
             log.warning("metrics.refresh_failed", error=type(exc).__name__)
-    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(collector_registry()), media_type=CONTENT_TYPE_LATEST)

@@ -8,9 +8,61 @@ own, so the full list an operator can scrape is readable on this page.
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+
+
+def collector_registry() -> CollectorRegistry:
+    """What ``/metrics`` exposes and the alert evaluator samples: this process's registry, or
+    with several workers (``PROMETHEUS_MULTIPROC_DIR``, set by ``serve --workers N``) the merge
+    of every live worker's files, so any worker answers with the whole instance's numbers."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return REGISTRY
+    forget_dead_processes(directory)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def forget_dead_processes(directory: str | Path) -> list[int]:
+    """Drop the live gauges of workers that are gone.
+
+    A worker killed without a goodbye (SIGKILL, the OOM killer; uvicorn starts another) leaves
+    its ``live*`` gauge files behind, and ``livesum``/``livemin``/``livemax`` would go on
+    counting it: pool connections summed twice, ``aayu_db_up`` stuck at a dead worker's 0.
+    prometheus-client leaves this to a hook uvicorn does not have, so each merge does it.
+    Counters keep a dead worker's counts (they happened); only live gauges are forgotten.
+    """
+    dead: set[int] = set()
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid_text = path.stem.rsplit("_", 1)[-1]
+        if pid_text.isdigit() and int(pid_text) not in dead and not _alive(int(pid_text)):
+            dead.add(int(pid_text))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+    return sorted(dead)
+
+
+def mark_this_process_dead() -> None:
+    """On a worker's orderly stop: its live gauges leave with it (multi-process mode only)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        multiprocess.mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive, and not ours to forget
+        return True
+    return True
+
 
 # The strategy's thresholds are 1 s (api.latency) and 3 s (auto-rollback): both must be
 # bucket boundaries, which prometheus-client's defaults are not.

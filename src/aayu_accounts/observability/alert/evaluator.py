@@ -11,7 +11,6 @@ use the exported rules, which see everything.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -20,7 +19,7 @@ from datetime import date
 from pathlib import Path
 
 import structlog
-from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.config import Settings
@@ -44,11 +43,8 @@ HISTORY_SECONDS = 2 * 3600
 
 
 def metrics_registry() -> CollectorRegistry:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return registry
-    return REGISTRY
+    """This process's registry, or every live worker's in multi-process mode (as /metrics)."""
+    return metrics.collector_registry()
 
 
 def take_snapshot(registry: CollectorRegistry) -> Snapshot:

@@ -163,3 +163,5 @@ async def stop(runtime: ObservabilityRuntime) -> None:
     if runtime.redis is not None:
         with contextlib.suppress(Exception):
             await runtime.redis.aclose()
+    # Several workers: this one's live gauges (pool, health, leader) must not outlive it.
+    metrics.mark_this_process_dead()
