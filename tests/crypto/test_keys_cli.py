@@ -82,13 +82,21 @@ def test_list_rotate_retire_reencrypt(cli_env: dict[str, str], tmp_path: Path) -
     unknown = run(cli_env, "keys", "rotate", "nonsense", ok=False)
     assert unknown.returncode == 1
 
+    assert "version 2" in run(cli_env, "keys", "rotate", "master").stderr
+    assert (tmp_path / "secrets" / "master-key.v2").exists()
+
     actions = audit_actions(tmp_path / "cli.db")
+    assert ("crypto:key:rotated", "master") in actions
     assert ("crypto:key:rotated", "data") in actions
     assert ("crypto:key:retired", "data") in actions
     assert ("crypto:data:reencrypted", "data") in actions
     # No key material in any output or audit row.
-    secret = (tmp_path / "secrets" / "master-key").read_text().strip()
-    assert secret not in reencrypted.stderr
+    for path in (tmp_path / "secrets").glob("master-key*"):
+        secret = path.read_text().strip()
+        assert secret not in reencrypted.stderr
+        with contextlib.closing(sqlite3.connect(tmp_path / "cli.db")) as connection:
+            details = connection.execute("SELECT details FROM audit_events").fetchall()
+        assert secret not in repr(details)
 
 
 def _local_settings(env: dict[str, str]) -> Settings:
