@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import update
 
 from aayu_accounts.audit.service import Actor
 from aayu_accounts.db import Database
 from aayu_accounts.jobs import Worker
+from aayu_accounts.kit.clock import FrozenClock
 from aayu_accounts.models.user_document import UserDocument
 from aayu_accounts.observability import metrics
 from aayu_accounts.rollout.context import RolloutContext
@@ -46,6 +50,11 @@ def new_database_on() -> FlagDefinition:
 
 def success_count() -> float:
     value = metrics.SHADOW_WRITES.labels("success")._value.get()
+    return float(value)
+
+
+def failure_count() -> float:
+    value = metrics.SHADOW_WRITES.labels("failure")._value.get()
     return float(value)
 
 
@@ -102,3 +111,44 @@ async def test_tampering_with_the_new_store_is_reported_without_personal_data(
     for secret in (PATIENT_TEXT, "tampered", "drmehta", owner.subject, owner.user_id):
         assert secret not in printed
     assert metrics.SHADOW_DIVERGENCES._value.get() == 2
+
+
+async def test_a_failed_shadow_copy_is_counted_and_retried_by_the_job_system(
+    db: Database, tmp_path: Path, frozen_clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database is authoritative; the copy to the legacy store fails once, is counted as
+    a failure, and the job system's retry lands it: the stores agree again."""
+    owner = Owner("user-1", legacy_subject("drretry"), True)
+    ctx = context(tmp_path, shadow_on(), new_database_on())
+    real_put = LegacyDocumentStore.put
+    attempts: list[str] = []
+
+    async def flaky_put(
+        store: LegacyDocumentStore, subject: str, key: str, document: dict[str, Any]
+    ) -> None:
+        attempts.append(key)
+        if len(attempts) == 1:
+            raise OSError("injected: the legacy disk is busy")
+        await real_put(store, subject, key, document)
+
+    monkeypatch.setattr(LegacyDocumentStore, "put", flaky_put)
+    successes, failures = success_count(), failure_count()
+    async with db.session_scope() as session:
+        await service.put_document(session, ctx, owner, "prefs", {"theme": "dark"}, actor=ACTOR)
+    worker = Worker(db)
+    await worker.run_once()
+    assert attempts == ["prefs"]
+    assert failure_count() - failures == 1
+    assert await ctx.legacy_store.get(owner.subject, "prefs") is None
+    async with db.session_scope(write=False) as session:
+        assert not (await reconcile(session, ctx.legacy_store)).consistent
+
+    await worker.run_once()  # not due yet: the retry waits for its backoff
+    assert attempts == ["prefs"]
+    frozen_clock.advance(timedelta(hours=1))
+    await worker.run_once()
+    assert attempts == ["prefs", "prefs"]
+    assert success_count() - successes == 1
+    assert await ctx.legacy_store.get(owner.subject, "prefs") == {"theme": "dark"}
+    async with db.session_scope(write=False) as session:
+        assert (await reconcile(session, ctx.legacy_store)).consistent
