@@ -3,6 +3,7 @@ resolution, rollback, and retry through the durable job queue."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
@@ -22,6 +23,7 @@ from aayu_accounts.observability import metrics
 from aayu_accounts.observability.alert import Severity, raise_alert, resolve_alert, service
 from aayu_accounts.observability.alert.evaluator import Evaluator
 from aayu_accounts.observability.alert.rules import RULES
+from aayu_accounts.observability.alert.severity import runbook_link
 from aayu_accounts.observability.alert.signing import SIGNATURE_HEADER, verify
 from tests.observability.receiver import Receiver, webhook_receiver
 
@@ -187,3 +189,34 @@ async def test_a_receiver_outage_is_retried_from_the_durable_queue(
     frozen_clock.advance(timedelta(minutes=10))
     await Worker(committing_db).run_once()
     assert [a["key"] for a in receiver.messages()[0]["alerts"]] == ["test.retry"]
+
+
+def test_every_runbook_anchor_named_in_the_code_has_its_section() -> None:
+    # Each alert names its runbook section: every "alert-..." anchor any module passes to
+    # raise_alert (or a rule table) has a section in docs/runbook.md.
+    source = Path(__file__).parents[2] / "src" / "aayu_accounts"
+    anchors = {
+        anchor
+        for path in source.rglob("*.py")
+        for anchor in re.findall(r"[\"'](alert-[a-z0-9-]+)[\"']", path.read_text())
+    }
+    assert {"alert-database-down", "alert-brute-force", "alert-auto-rollback"} <= anchors
+    runbook = RUNBOOK.read_text()
+    missing = sorted(a for a in anchors if f'<a id="{a}"></a>' not in runbook)
+    assert not missing, missing
+
+
+@pytest.mark.committing
+async def test_a_runbook_given_as_a_link_is_named_once(
+    committing_db: Database, alert_settings: Settings, receiver: Receiver
+) -> None:
+    # identity (brute force) and rollout (auto-rollback) pass runbook_link(...), the rules
+    # pass the bare anchor: the message carries "docs/runbook.md#<anchor>" either way.
+    await raise_alert(
+        committing_db, "test.linked", Severity.HIGH, "x", runbook_link("alert-brute-force")
+    )
+    await raise_alert(committing_db, "test.bare", Severity.HIGH, "y", "alert-brute-force")
+    await Worker(committing_db).run_once()
+    entries = [e for m in receiver.messages() for e in m["alerts"]]
+    assert {e["runbook"] for e in entries} == {"docs/runbook.md#alert-brute-force"}
+    assert "runbook: docs/runbook.md#alert-brute-force)" in receiver.messages()[0]["text"]

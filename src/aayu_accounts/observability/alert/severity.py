@@ -20,6 +20,10 @@ RUNBOOK_FILE = "docs/runbook.md"
 
 
 def runbook_link(anchor: str) -> str:
+    """``docs/runbook.md#<anchor>``. Idempotent: callers may store either the bare anchor or
+    the link, and the notification still names the section once."""
+    if "#" in anchor:
+        return anchor
     return f"{RUNBOOK_FILE}#{anchor}"
 
 
