@@ -8,12 +8,15 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
-from sqlalchemy import select, text
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import insert, select, text
 from sqlalchemy.dialects.sqlite.aiosqlite import dialect as sqlite_dialect
 
 from aayu_accounts.config import Settings
-from aayu_accounts.db import Database, create_engine
+from aayu_accounts.db import Database, ReadOnlyWrite, ReadSession, WriteSession, create_engine
+from aayu_accounts.errors import Conflict
 from aayu_accounts.log_config import configure_logging
 from aayu_accounts.models import Job
 from aayu_accounts.models.base import UTCDateTime
@@ -91,3 +94,106 @@ async def test_session_scope_commits_on_success_and_rolls_back_on_error(db: Data
     async with db.session_scope(write=False) as session:
         kinds = set((await session.scalars(select(Job.kind))).all())
     assert kinds == {"kept"}
+
+
+# --- the request edge: WriteSession commits after the endpoint, ReadSession never does -------
+
+edge = APIRouter()
+
+
+@edge.post("/_probe/edge/write/{kind}")
+async def write_a_job(kind: str, session: WriteSession) -> dict[str, str]:
+    session.add(Job(kind=kind, payload={}))
+    await session.flush()  # services flush; only the edge commits
+    if kind.startswith("refused"):
+        raise Conflict("The endpoint failed after writing.")
+    return {"kind": kind}
+
+
+@edge.post("/_probe/edge/read/{kind}")
+async def write_through_a_read_session(kind: str, session: ReadSession) -> dict[str, str]:
+    session.add(Job(kind=kind, payload={}))
+    await session.flush()
+    return {"kind": kind}
+
+
+@edge.post("/_probe/edge/commit-fails/{dedupe_key}")
+async def commit_that_fails(dedupe_key: str, session: WriteSession) -> dict[str, str]:
+    # Not flushed: the unique violation surfaces only when the edge commits.
+    session.add(Job(kind="duplicate", payload={}, dedupe_key=dedupe_key))
+    return {"answered": "before the commit"}
+
+
+@pytest.fixture
+def edge_app(app: FastAPI) -> FastAPI:
+    app.include_router(edge)
+    return app
+
+
+async def _kinds(db: Database) -> set[str]:
+    async with db.session_scope(write=False) as session:
+        return set((await session.scalars(select(Job.kind))).all())
+
+
+async def test_write_session_commits_when_the_endpoint_succeeds(
+    client: httpx.AsyncClient, edge_app: FastAPI, db: Database
+) -> None:
+    response = await client.post("/_probe/edge/write/committed-by-edge")
+    assert response.status_code == 200
+    assert "committed-by-edge" in await _kinds(db)
+
+
+async def test_write_session_rolls_back_when_the_endpoint_raises(
+    client: httpx.AsyncClient, edge_app: FastAPI, db: Database
+) -> None:
+    response = await client.post("/_probe/edge/write/refused-and-dropped")
+    assert response.status_code == 409
+    assert "refused-and-dropped" not in await _kinds(db)
+
+
+async def test_read_session_never_commits(
+    client: httpx.AsyncClient, edge_app: FastAPI, db: Database
+) -> None:
+    # A write through a read session is a programming error: refused, and nothing is kept.
+    response = await client.post("/_probe/edge/read/written-in-a-read-session")
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "written-in-a-read-session" not in await _kinds(db)
+
+
+async def test_a_read_only_unit_of_work_refuses_writes(db: Database) -> None:
+    async with db.session_scope(write=False) as session:
+        with pytest.raises(ReadOnlyWrite):
+            await session.execute(insert(Job).values(kind="through-a-read-session", payload={}))
+        session.add(Job(kind="flushed-in-a-read-session", payload={}))
+        with pytest.raises(ReadOnlyWrite):
+            await session.flush()
+    assert not {"through-a-read-session", "flushed-in-a-read-session"} & await _kinds(db)
+
+
+async def test_reads_on_postgresql_run_without_a_transaction(
+    committing_db: Database, database_url: str
+) -> None:
+    """No BEGIN/ROLLBACK round trips for read-only work on PostgreSQL (autocommit): each
+    statement is its own transaction; write units of work keep theirs."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: SQLite readers begin DEFERRED")
+    # Each transaction that asks gets its own id: two asks, one transaction or two?
+    xid = text("SELECT pg_current_xact_id()::text")
+    async with committing_db.session_scope(write=False) as session:
+        assert await session.scalar(xid) != await session.scalar(xid)
+    async with committing_db.session_scope() as session:
+        assert await session.scalar(xid) == await session.scalar(xid)
+
+
+async def test_a_failed_commit_is_never_answered_with_success(
+    client: httpx.AsyncClient, edge_app: FastAPI, db: Database
+) -> None:
+    async with db.session_scope() as session:
+        session.add(Job(kind="original", payload={}, dedupe_key="taken"))
+    response = await client.post("/_probe/edge/commit-fails/taken")
+    # The commit runs after the endpoint returned but before the response is sent.
+    assert response.status_code >= 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "before the commit" not in response.text
+    assert await _kinds(db) == {"original"}

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.pool import StaticPool
 
 from aayu_accounts.config import Settings
@@ -107,6 +108,50 @@ def _ping_in_one_round_trip(engine: AsyncEngine) -> None:
     dialect.do_ping = do_ping  # type: ignore[method-assign]
 
 
+# Read-only units of work on PostgreSQL run in autocommit: under read committed (the server's
+# default, never changed here) every statement of a transaction takes its own snapshot anyway
+# and a SELECT takes no lock that must last, so a read-only transaction adds nothing but its
+# BEGIN and ROLLBACK, two round trips (a wake-up of the server each) per request.
+_AUTOCOMMIT: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+
+
+def read_only_options(session: AsyncSession) -> dict[str, Any]:
+    """Execution options for a unit of work that will only read, on ``session``'s database.
+
+    Autocommit on a PostgreSQL engine; nothing on SQLite (its readers begin ``DEFERRED``) or
+    on a session bound to one connection (tests run inside an outer transaction).
+    """
+    bind = session.bind
+    if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql":
+        return _AUTOCOMMIT
+    return {}
+
+
+class ReadOnlyWrite(RuntimeError):
+    """A write was attempted through a read-only unit of work (a programming error)."""
+
+
+class ReadOnlySession(Session):
+    """The session of ``ReadSession`` and ``session_scope(write=False)``: it refuses to write.
+
+    A read-only unit of work is never committed, and on PostgreSQL it runs in autocommit, where
+    a write would take effect at once; so a flush or an INSERT/UPDATE/DELETE through it raises
+    before reaching the database instead of being silently kept or silently dropped.
+    """
+
+
+@event.listens_for(ReadOnlySession, "before_flush")
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise ReadOnlyWrite("A read-only unit of work cannot write; use a WriteSession.")
+
+
+@event.listens_for(ReadOnlySession, "do_orm_execute")
+def _refuse_dml(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise ReadOnlyWrite("A read-only unit of work cannot write; use a WriteSession.")
+
+
 def _configure_sqlite(engine: AsyncEngine, settings: Settings) -> None:
     """WAL, foreign keys, a busy timeout, and transactions SQLite's driver leaves alone.
 
@@ -184,8 +229,14 @@ class Database:
         if self._sqlite and isinstance(engine, AsyncEngine):
             # Readers must not take SQLite's write lock.
             read_bind = engine.execution_options(sqlite_begin="DEFERRED")
+        elif isinstance(engine, AsyncEngine):
+            read_bind = engine.execution_options(**_AUTOCOMMIT)
         self._read_factory = async_sessionmaker(
-            bind=read_bind, expire_on_commit=False, autoflush=False, **mode
+            bind=read_bind,
+            expire_on_commit=False,
+            autoflush=False,
+            sync_session_class=ReadOnlySession,
+            **mode,
         )
 
     @classmethod

@@ -104,10 +104,22 @@ async def _me(session: Any, user_id: str, required_actions: tuple[str, ...]) -> 
 
 
 async def _signed_in(request: Request, session: Any, issued: IssuedSession) -> JSONResponse:
+    # The new session's user and memberships were read to issue it: the answer reuses them.
+    user = issued.user
+    me = MeOut(
+        id=user.id,
+        email=user.email or "",
+        full_name=user.full_name or "",
+        mfa_enabled=user.mfa_enabled,
+        memberships=[
+            MembershipOut(org_id=o.id, org_name=o.name, role=m.role) for m, o in issued.memberships
+        ],
+        required_actions=list(issued.required_actions),
+    )
     body = LoginOut(
         token=issued.token,
         expires_at=issued.expires_at,
-        user=await _me(session, issued.user.id, issued.required_actions),
+        user=me,
         required_actions=list(issued.required_actions),
     )
     response = JSONResponse(body.model_dump(mode="json"))

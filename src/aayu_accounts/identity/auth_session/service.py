@@ -14,7 +14,8 @@ Rules worth stating:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +24,7 @@ from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.service import Actor, record
 from aayu_accounts.config import Settings
 from aayu_accounts.crypto.field_encryption import normalize_email
+from aayu_accounts.db import read_only_options
 from aayu_accounts.errors import AppError, NotFound
 from aayu_accounts.identity import mfa
 from aayu_accounts.identity.auth_session import repository
@@ -41,7 +43,9 @@ from aayu_accounts.identity.user import repository as user_repository
 from aayu_accounts.kit import clock
 from aayu_accounts.kit.asgi import client_ip_var, user_agent_var
 from aayu_accounts.models.auth_session import AuthSession
+from aayu_accounts.models.membership import Membership
 from aayu_accounts.models.mfa_challenge import MfaChallenge
+from aayu_accounts.models.organization import Organization
 from aayu_accounts.models.user import User
 from aayu_accounts.observability import metrics
 from aayu_accounts.observability.alert.service import raise_alert
@@ -60,6 +64,9 @@ class IssuedSession:
     expires_at: datetime
     user: User
     required_actions: tuple[str, ...]
+    # The user's active memberships with their clinics, read once for the session's rules;
+    # the sign-in answer lists them too, without asking the database again.
+    memberships: Sequence[tuple[Membership, Organization]] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -110,9 +117,8 @@ async def issue_session(
     if replaces is not None:
         await revoke_token_hash(session, rt, replaces, reason="rotated")
     idle_minutes = settings.session_idle_minutes
-    clinic_minutes, clinic_requires_mfa = await membership_repository.session_rules(
-        session, user.id
-    )
+    memberships = await membership_repository.memberships_of_user(session, user.id)
+    clinic_minutes, clinic_requires_mfa = membership_repository.session_rules_of(memberships)
     if clinic_minutes is not None:
         idle_minutes = max(5, min(idle_minutes, clinic_minutes))
     token = new_token()
@@ -137,6 +143,7 @@ async def issue_session(
         required_actions=await required_actions(
             session, settings, user, clinic_requires_mfa=clinic_requires_mfa
         ),
+        memberships=memberships,
     )
 
 
@@ -344,7 +351,12 @@ async def _look_up_for_sign_in(session: AsyncSession, email: str) -> tuple[str |
     """
     pending = bool(session.new or session.dirty or session.deleted)
     if not pending and not session.in_transaction():
-        await session.connection(execution_options={"sqlite_begin": "DEFERRED"})
+        # One SELECT needs no transaction of its own: on PostgreSQL it runs in autocommit (no
+        # BEGIN and ROLLBACK round trips; read committed gives a lone statement the same
+        # snapshot either way). SQLite ignores the level and begins DEFERRED.
+        await session.connection(
+            execution_options={"sqlite_begin": "DEFERRED", **read_only_options(session)}
+        )
     user = await user_repository.get_by_email(session, email)
     found = (user.id, user.password_hash) if user is not None else (None, None)
     if not pending:

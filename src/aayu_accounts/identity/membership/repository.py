@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.models.membership import Membership
@@ -97,23 +97,13 @@ async def requires_mfa_enrollment(session: AsyncSession, user_id: str) -> bool:
     return bool(count)
 
 
-async def session_rules(session: AsyncSession, user_id: str) -> tuple[int | None, bool]:
-    """(the strictest idle timeout among the user's clinics or None, whether any requires MFA)
-    in one query: what a new session needs to know, asked once per sign-in."""
-    row = (
-        await session.execute(
-            select(
-                func.min(Organization.idle_timeout_minutes),
-                func.max(case((Organization.require_mfa.is_(True), 1), else_=0)),
-            )
-            .select_from(Membership)
-            .join(Organization, Organization.id == Membership.org_id)
-            .where(Membership.user_id == user_id)
-            .where(Membership.active.is_(True))
-        )
-    ).one()
-    minutes, requires_mfa = row
-    return (int(minutes) if minutes is not None else None), bool(requires_mfa)
+def session_rules_of(
+    memberships: Sequence[tuple[Membership, Organization]],
+) -> tuple[int | None, bool]:
+    """(the strictest idle timeout among these clinics or None, whether any requires MFA):
+    what a new session needs to know, from the active memberships its sign-in reads anyway."""
+    minutes = [o.idle_timeout_minutes for _, o in memberships if o.idle_timeout_minutes is not None]
+    return (min(minutes) if minutes else None), any(o.require_mfa for _, o in memberships)
 
 
 async def shortest_idle_minutes(session: AsyncSession, user_id: str) -> int | None:
