@@ -89,10 +89,12 @@ async def test_ciphertext_moved_to_another_row_fails(people_db: Database) -> Non
         assert victim is not None
         with pytest.raises(DecryptionFailed):
             _ = victim.name
-        # and to another column of the same row
+    # and to another column of the same row
+    async with people_db.session_scope() as session:
         await session.execute(
             update(Person).where(Person.id == first.id).values(email_ciphertext=stolen)
         )
+    async with people_db.session_scope(write=False) as session:
         moved = await session.get(Person, first.id, populate_existing=True)
         assert moved is not None
         with pytest.raises(DecryptionFailed):
