@@ -16,8 +16,11 @@ from sqlalchemy import func, select
 from aayu_accounts.app import create_app
 from aayu_accounts.audit.service import Actor
 from aayu_accounts.config import Settings
+from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database, create_engine
+from aayu_accounts.identity.password import PasswordHasher, PasswordPolicy
 from aayu_accounts.identity.user import repository as user_repository
+from aayu_accounts.identity.user import service as user_service
 from aayu_accounts.models.user import User
 from aayu_accounts.rollout.backup import cache
 from aayu_accounts.rollout.backup.service import (
@@ -30,8 +33,13 @@ from aayu_accounts.rollout.flag import loader
 from aayu_accounts.rollout.flag import service as flag_service
 from aayu_accounts.rollout.flag.schemas import FlagUpdate
 from tests.fixtures.database import create_pg_database, drop_pg_database, make_settings
+from tests.identity.accounts.helpers import strong_password
+from tests.rollout.test_flags_cli import cli_env, run_cli
 
 EMAILS = [f"clinician{i}@clinic.example" for i in range(3)]
+SIGN_IN_EMAIL = "signs-in@clinic.example"
+SIGN_IN_PASSWORD = strong_password()
+CHEAP_ARGON2 = {"argon2_memory_kib": 1024, "argon2_time_cost": 1}
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -54,15 +62,29 @@ def database(url: str, tmp_path: Path) -> Database:
 
 @pytest.mark.committing
 async def test_restore_into_an_empty_database_serves_the_same_users(
-    fresh_database_url: str, empty_database_url: str, tmp_path: Path
+    fresh_database_url: str, empty_database_url: str, tmp_path: Path, keyring: Keyring
 ) -> None:
     source = database(fresh_database_url, tmp_path)
+    service_settings = make_settings(empty_database_url, tmp_path, **CHEAP_ARGON2)
+    hasher = PasswordHasher.from_settings(service_settings)
     try:
         async with source.session_scope() as session:
             for email in EMAILS:
                 await user_repository.add(
                     session, User(email=email, full_name="Dr X", password_hash="x")
                 )
+            signs_in = await user_service.create_verified_user(
+                session,
+                settings=service_settings,
+                hasher=hasher,
+                policy=PasswordPolicy.from_settings(service_settings),
+                email=SIGN_IN_EMAIL,
+                password=SIGN_IN_PASSWORD,
+                full_name="Dr Restored",
+                platform_admin=False,
+                actor=Actor.system("test"),
+            )
+            signs_in_id = signs_in.id
             await flag_service.update_flag(
                 session,
                 "NEW_AUTH",
@@ -72,6 +94,7 @@ async def test_restore_into_an_empty_database_serves_the_same_users(
         file = tmp_path / "backups" / "aayu.backup"
         manifest = await create_backup(source, fresh_database_url, file)
     finally:
+        hasher.close()
         await source.dispose()
     assert manifest.size_bytes == file.stat().st_size > 0
     assert manifest.schema_revision is not None
@@ -87,17 +110,23 @@ async def test_restore_into_an_empty_database_serves_the_same_users(
             snapshot = await loader.load_snapshot(session)
     finally:
         await restored.dispose()
-    assert count == 3
+    assert count == 4
     assert names == ["Dr X"] * 3
     assert snapshot.flags["NEW_AUTH"].rollout_percent == 25
 
-    # The service starts on it and is ready (schema current).
-    app = create_app(make_settings(empty_database_url, tmp_path))
+    # The service starts on it, is ready (schema current), and the same person signs in as
+    # the same user (the keys are the deployment's, as after a real restore).
+    app = create_app(service_settings, keyring=keyring)
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             ready = await client.get("/ready")
+            signed_in = await client.post(
+                "/api/v1/auth/login", json={"email": SIGN_IN_EMAIL, "password": SIGN_IN_PASSWORD}
+            )
     assert ready.status_code == 200, ready.text
+    assert signed_in.status_code == 200, signed_in.text
+    assert signed_in.json()["user"]["id"] == signs_in_id
 
 
 @pytest.mark.committing
@@ -148,3 +177,47 @@ async def test_cache_purge_only_touches_this_deployment(settings: Settings) -> N
     finally:
         await client.delete(f"{other}keep")
         await client.aclose()
+
+
+@pytest.mark.committing
+async def test_backup_and_cache_commands_as_an_operator_runs_them(
+    settings: Settings, fresh_database_url: str, tmp_path: Path
+) -> None:
+    """``backup create``, ``backup restore`` (refusing an older schema without ``--force``)
+    and ``cache purge`` from the shell, on the configured database."""
+    env = cli_env(settings, fresh_database_url, tmp_path)
+    file = tmp_path / "backups" / "aayu.backup"
+
+    def new_auth() -> dict[str, object]:
+        listed = json.loads(run_cli("flags", "list", "--json", env=env, cwd=tmp_path).stdout)
+        flag: dict[str, object] = next(f for f in listed if f["key"] == "NEW_AUTH")
+        return flag
+
+    run_cli("flags", "set", "NEW_AUTH", "--on", "--percent", "25", env=env, cwd=tmp_path)
+    created = json.loads(
+        run_cli("backup", "create", str(file), "--json", env=env, cwd=tmp_path).stdout
+    )
+    assert created["size_bytes"] == file.stat().st_size > 0
+    assert manifest_path(file).exists()
+
+    run_cli("flags", "set", "NEW_AUTH", "--off", "--percent", "0", env=env, cwd=tmp_path)
+    assert new_auth()["enabled"] is False
+    restored = json.loads(
+        run_cli("backup", "restore", str(file), "--json", env=env, cwd=tmp_path).stdout
+    )
+    assert restored["schema_revision"] == created["schema_revision"]
+    assert (new_auth()["enabled"], new_auth()["rollout_percent"]) == (True, 25)
+
+    manifest = json.loads(manifest_path(file).read_text())
+    manifest["schema_revision"] = "0001_foundation"
+    manifest_path(file).write_text(json.dumps(manifest))
+    refused = run_cli("backup", "restore", str(file), env=env, cwd=tmp_path, check=False)
+    assert refused.returncode == 1
+    assert "newer than the backup" in refused.stderr
+    run_cli("backup", "restore", str(file), "--force", env=env, cwd=tmp_path)
+
+    purged = run_cli("cache", "purge", env=env, cwd=tmp_path).stdout
+    if settings.redis_url:
+        assert f"under {settings.redis_prefix!r}" in purged
+    else:
+        assert "no Redis configured" in purged
