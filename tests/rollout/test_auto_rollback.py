@@ -33,12 +33,14 @@ from aayu_accounts.rollout.settings import RolloutSettings
 OPERATOR = Actor.system("test")
 
 
-def stats(ok: int, errors: int = 0, slow: int = 0) -> WindowStats:
+def stats(ok: int, errors: int = 0, slow: int = 0, timeouts: int = 0) -> WindowStats:
     counts = OutcomeCounts()
     for _ in range(ok):
         counts.add(Outcome.OK, 0.05)
     for _ in range(errors):
         counts.add(Outcome.ERROR, 0.05)
+    for _ in range(timeouts):
+        counts.add(Outcome.TIMEOUT, 0.05)
     for _ in range(slow):
         counts.add(Outcome.OK, 4.0)
     return stats_from([counts], 60)
@@ -56,6 +58,14 @@ def test_judge_thresholds_and_minimum_sample() -> None:
     assert verdict is Verdict.BREACH
     assert reasons == ["p95 latency > 3.0 s"]
     assert judge(stats(95, slow=5), t)[0] is Verdict.OK
+    # Timeouts are not errors, but they are not successes either: success < 95 % breaches.
+    verdict, reasons = judge(stats(94, timeouts=6), t)
+    assert verdict is Verdict.BREACH
+    assert reasons == ["success rate 94.0% < 95%"]
+    assert judge(stats(95, timeouts=5), t)[0] is Verdict.OK
+    # The thresholds are configurable.
+    strict = Thresholds(min_requests=50, max_error_rate=0.01, min_success_rate=0.99)
+    assert judge(stats(97, errors=3), strict)[0] is Verdict.BREACH
 
 
 def settings_for(tmp_path: Path, **extra: object) -> RolloutSettings:
@@ -160,3 +170,38 @@ async def test_dry_run_only_reports(
         incidents = (await session.scalars(select(Incident))).all()
     assert snapshot.flags["NEW_AUTH"].enabled
     assert incidents == []
+
+
+async def test_a_breach_turns_every_new_path_flag_off_in_one_version(
+    db: Database, tmp_path: Path, frozen_clock: FrozenClock
+) -> None:
+    """Documents failing (NEW_DATABASE's capability) roll back NEW_AUTH, NEW_DATABASE and
+    BILLING together, FALLBACK on, as one configuration version."""
+    await enable_new_auth(db)
+    async with db.session_scope() as session:
+        for key in ("NEW_DATABASE", "BILLING"):
+            await flag_service.update_flag(
+                session, key, FlagUpdate(enabled=True, rollout_percent=50), actor=OPERATOR
+            )
+        version_before = (await loader.load_snapshot(session)).version
+    window = OutcomeWindow()
+    for i in range(40):
+        outcome = Outcome.ERROR if i % 2 else Outcome.OK
+        window.record(Capability.DOCUMENTS, outcome, 0.02, at=frozen_clock.now().timestamp() - 5)
+    result = await AutoRollbackMonitor(db, window, settings_for(tmp_path)).check()
+    assert result.action == "rolled_back"
+    by_capability = {r.capability: r for r in result.reports}
+    assert by_capability[Capability.DOCUMENTS].breached
+    assert by_capability[Capability.AUTH].short_verdict is Verdict.INCONCLUSIVE
+    async with db.session_scope(write=False) as session:
+        snapshot = await loader.load_snapshot(session)
+    assert snapshot.version == version_before + 1
+    assert [snapshot.flags[k].enabled for k in ("NEW_AUTH", "NEW_DATABASE", "BILLING")] == [
+        False,
+        False,
+        False,
+    ]
+    assert (snapshot.flags["FALLBACK"].enabled, snapshot.flags["FALLBACK"].rollout_percent) == (
+        True,
+        100,
+    )
