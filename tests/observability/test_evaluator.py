@@ -149,3 +149,30 @@ def test_checkpoint_upload_failures_fire_until_a_clean_two_hours(tmp_path: Path)
     )
     evaluator.sample()
     assert evaluator.check(rule).firing is False
+
+
+def test_disk_over_80_and_memory_over_90_percent(tmp_path: Path) -> None:
+    fake = Fake()
+    # Fed from the fake registry (the real host's shares go to the service's own gauges).
+    disk = Gauge("aayu_disk_usage_ratio", "", registry=fake.registry)
+    memory = Gauge("aayu_memory_usage_ratio", "", registry=fake.registry)
+    evaluator = _evaluator(fake, tmp_path)
+    disk.set(0.80)
+    memory.set(0.90)
+    evaluator.sample()
+    assert evaluator.check(_rule("host.disk_usage")).firing is False  # exactly 80 %
+    assert evaluator.check(_rule("host.memory_usage")).firing is False  # exactly 90 %
+    disk.set(0.81)
+    memory.set(0.91)
+    evaluator.sample()
+    assert evaluator.check(_rule("host.disk_usage")).firing is True
+    assert evaluator.check(_rule("host.memory_usage")).firing is True
+    assert _rule("host.disk_usage").severity.value == "medium"
+    assert _rule("host.memory_usage").severity.value == "medium"
+
+
+def test_every_rule_but_the_breakers_has_an_in_process_check() -> None:
+    # database.down comes from the database breaker and the health check (wiring.py).
+    from aayu_accounts.observability.alert.evaluator import checked_keys
+
+    assert {r.key for r in RULES} - set(checked_keys()) == {"database.down"}
