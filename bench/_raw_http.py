@@ -2,8 +2,9 @@
 
 The benchmarks' clients share the machine's two cores with the server under test; a full client
 library spends more CPU per request than a cheap route costs (httpx: about 1-2 ms), and that CPU
-is taken from the server being measured. This speaks just enough HTTP/1.1 for ``GET`` requests
-to our own server: a fixed request, the status line and a ``Content-Length`` body.
+is taken from the server being measured. This speaks just enough HTTP/1.1 for ``GET`` and JSON
+``POST`` requests to our own server: a fixed request, the status line and a ``Content-Length``
+body. It keeps no cookies, so every request is a fresh client's.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ class RawConnection:
         return f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{extra}\r\n".encode(
             "latin-1"
         )
+
+    def post_json_bytes(self, path: str, body: bytes) -> bytes:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode("latin-1") + body
 
     async def __aenter__(self) -> RawConnection:
         self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
