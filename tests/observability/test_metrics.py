@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from aayu_accounts.config import Settings
+from aayu_accounts.config import Environment, Settings
 
 
 async def test_metrics_need_the_token_outside_development(client: httpx.AsyncClient) -> None:
@@ -39,3 +39,21 @@ async def test_wrong_token_is_refused(app: FastAPI, client: httpx.AsyncClient) -
     app.state.settings = settings.model_copy(update={"metrics_token": "t" * 40})
     response = await client.get("/metrics", headers={"authorization": "Bearer wrong"})
     assert response.status_code == 401
+
+
+async def test_development_without_a_token_is_open_and_with_one_needs_it(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    settings: Settings = app.state.settings
+    app.state.settings = settings.model_copy(
+        update={"env": Environment.DEVELOPMENT, "metrics_token": None}
+    )
+    assert app.state.settings.is_development
+    assert (await client.get("/metrics")).status_code == 200
+    app.state.settings = settings.model_copy(
+        update={"env": Environment.DEVELOPMENT, "metrics_token": "d" * 40}
+    )
+    assert (await client.get("/metrics")).status_code == 401
+    ok = await client.get("/metrics", headers={"authorization": "Bearer " + "d" * 40})
+    assert ok.status_code == 200
+    assert ok.headers["content-type"].startswith("text/plain; version=")

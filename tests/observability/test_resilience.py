@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
 
+from aayu_accounts.config import Settings
+from aayu_accounts.db import Database, create_engine
 from aayu_accounts.kit import resilience
 from aayu_accounts.kit.resilience import BreakerOpen, Dependency, Policy
 from aayu_accounts.observability import metrics
 from aayu_accounts.observability.alert import wiring  # noqa: F401 - installs the metric observer
+from aayu_accounts.observability.health import HealthMonitor
 
 FAST = Policy("stripe", 0.2, 3, 0.001, 0.01, 3, 0.3)
 
@@ -152,3 +156,43 @@ def test_every_strategy_dependency_has_a_policy() -> None:
         assert dependency.policy.timeout_seconds > 0
         assert dependency.policy.attempts >= 1
         assert dependency.policy.breaker_fail_max >= 1
+
+
+async def test_database_pool_pre_pings_and_every_process_checks_it_every_30_s(
+    tmp_path: Path,
+) -> None:
+    defaults = Settings.model_validate({"env": "test", "var_dir": tmp_path})
+    assert defaults.db_health_check_seconds == 30.0  # the strategy's interval
+    pg = Settings.model_validate(
+        {"env": "test", "var_dir": tmp_path, "database_url": "postgresql+asyncpg://u@h/db"}
+    )
+    engine = create_engine(pg)  # nothing connects until used
+    try:
+        assert engine.pool._pre_ping is True
+    finally:
+        await engine.dispose()
+
+    # The monitor pings on its interval through the database breaker, and sets aayu_db_up.
+    fast = defaults.model_copy(
+        update={"database_url": "sqlite+aiosqlite://", "db_health_check_seconds": 0.1}
+    )
+    db = Database.from_settings(fast)
+    pings = 0
+    original = db.ping
+
+    async def counted() -> None:
+        nonlocal pings
+        pings += 1
+        await original()
+
+    db.ping = counted  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(HealthMonitor(db, fast).run_forever(stop))
+    try:
+        await asyncio.sleep(0.45)
+    finally:
+        stop.set()
+        await task
+        await db.dispose()
+    assert 3 <= pings <= 6
+    assert metrics.DB_UP._value.get() == 1
