@@ -16,6 +16,7 @@ from aayu_accounts.api_security.settings import ApiSecuritySettings
 from aayu_accounts.config import Environment, Settings
 from aayu_accounts.db import Database
 from aayu_accounts.models.audit_event import AuditEvent
+from tests.api_security.conftest import SigningClient, create_client
 from tests.identity.accounts.helpers import Account, login, register, verify
 
 ALLOWED = "https://scribe.aayuwell.example"
@@ -99,6 +100,16 @@ async def test_authenticated_responses_are_not_stored(
     me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {account.token}"})
     assert me.status_code == 200
     assert me.headers["Cache-Control"] == "no-store"
+    # The session cookie and a signed service request are authenticated too.
+    client.cookies.set("aayu_session", account.token)
+    by_cookie = await client.get("/api/v1/me")
+    assert by_cookie.status_code == 200
+    assert by_cookie.headers["Cache-Control"] == "no-store"
+    client.cookies.clear()
+    signer = SigningClient(client, await create_client(db, "no-store-check"))
+    signed = await signer.post("/api/v1/service/flags/evaluate", {})
+    assert signed.status_code == 200, signed.text
+    assert signed.headers["Cache-Control"] == "no-store"
 
 
 # --- CORS ------------------------------------------------------------------------------
@@ -346,3 +357,30 @@ async def test_the_ip_limit_believes_forwarded_for_only_from_trusted_proxies(
                 for n in range(3)
             ]
     assert spoofed[-1] == 429
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/service/usage", "/api/v1/service/sessions/introspect", "/api/v1/auth/login"]
+)
+async def test_a_streamed_body_is_refused_before_it_is_read_whole(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """No Content-Length (chunked): the body is counted as it arrives and the request is
+    refused with 413 once it passes 1 MiB, long before the 8 MiB sent here are all read. On the
+    service routes the signature check reads the body, so the limit must hold there too."""
+    chunk, total = 64 * 1024, 128
+    sent = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(total):
+            sent += 1
+            yield b" " * chunk
+
+    response = await client.post(
+        path, content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413, response.text[:300]
+    assert response.json()["code"] == "payload_too_large"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert sent * chunk <= 1024 * 1024 + 2 * chunk  # stopped at the limit, not at the end

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import structlog
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aayu_accounts.api_security.rate_limit.limiter import per_second
@@ -22,6 +23,7 @@ from aayu_accounts.api_security.request_signing.verifier import PresentedKey, Si
 from aayu_accounts.api_security.responses import send_problem
 from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.service import Actor, record
+from aayu_accounts.errors import PayloadTooLarge
 from aayu_accounts.observability import metrics
 
 log = structlog.get_logger(__name__)
@@ -65,6 +67,14 @@ class SignedRequestMiddleware:
         try:
             body = await _read_body(receive)
         except _Disconnected:
+            return
+        except HTTPException as exc:
+            # The outer body-size limit cuts a body without Content-Length (chunked) as it
+            # streams, by raising from ``receive``: here, outside the routes' error handlers,
+            # that must still be the 413 it means, not an unexpected 500.
+            if exc.status_code != PayloadTooLarge.status:
+                raise
+            await send_problem(scope, send, PayloadTooLarge())
             return
         raw_path = scope.get("raw_path")
         request = SignedRequest(
