@@ -4,6 +4,7 @@ exactly as given, secrets stored only encrypted, and the CLI."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, text
+from structlog.testing import capture_logs
 
 from aayu_accounts.api_security.service_client import service as client_service
 from aayu_accounts.api_security.service_client.errors import (
@@ -70,6 +72,29 @@ async def test_the_secret_is_stored_only_encrypted(db: Database, signer: Signing
     assert blobs
     assert all(secret.encode() not in blob and bytes.fromhex(secret) not in blob for blob in blobs)
     assert all(secret not in json.dumps(details) for details in audit)
+
+
+async def test_secrets_and_signatures_never_reach_the_logs(
+    db: Database, signer: SigningClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with capture_logs() as logs:
+        async with db.session_scope() as session:
+            new = await client_service.rotate_client(
+                session, name="scribe-backend", actor=ACTOR, grace_seconds=60
+            )
+        rotated = SigningClient(signer.http, new)
+        assert (await rotated.post(FLAGS, {})).status_code == 200
+        assert (await signer.post(FLAGS, {})).status_code == 200  # the old one, in grace
+        body = b"{}"
+        headers = {"Content-Type": "application/json", **rotated.headers("POST", FLAGS, body)}
+        signed = headers["X-Aayu-Signature"]
+        headers["X-Aayu-Signature"] = signed[::-1]
+        refused = await signer.http.post(FLAGS, content=body, headers=headers)
+        assert refused.json()["code"] == "signature_invalid"
+    logged = repr(logs) + caplog.text
+    for secret in (signer.issued.secret, new.secret, signed, signed[::-1]):
+        assert secret not in logged
 
 
 async def test_rotation_keeps_the_old_secret_for_the_grace_period_only(
@@ -172,18 +197,24 @@ def test_cli_create_rotate_list_disable(tmp_path: Path) -> None:
     env = {"AAYU_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db"}
     assert _cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
     name = 'Scribe "backend"; DROP TABLE users;--'
-    created = _cli("clients", "create", name, "--json", env=env, cwd=tmp_path)
+    # At the most verbose log level the secret is on stdout, once, and in no log line.
+    verbose = {**env, "AAYU_LOG_LEVEL": "DEBUG"}
+    created = _cli("clients", "create", name, "--json", env=verbose, cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     issued = json.loads(created.stdout)
+    assert issued["secret"] not in created.stderr
     assert set(issued) == {"key_id", "secret"}
     assert len(issued["secret"]) == 64
     assert int(issued["secret"], 16) >= 0
     listed = json.loads(_cli("clients", "list", "--json", env=env, cwd=tmp_path).stdout)
     assert [c["name"] for c in listed] == [name]
     assert issued["secret"] not in json.dumps(listed)
-    rotated = _cli("clients", "rotate", name, "--json", env=env, cwd=tmp_path)
+    rotated = _cli("clients", "rotate", name, "--json", env=verbose, cwd=tmp_path)
     assert rotated.returncode == 0, rotated.stderr
-    assert json.loads(rotated.stdout)["secret"] != issued["secret"]
+    new_secret = json.loads(rotated.stdout)["secret"]
+    assert new_secret != issued["secret"]
+    assert new_secret not in rotated.stderr
+    assert issued["secret"] not in rotated.stderr
     assert (
         json.loads(_cli("clients", "list", "--json", env=env, cwd=tmp_path).stdout)[0][
             "live_secrets"

@@ -5,15 +5,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from typing import Any
 
 import httpx
+from asgi_lifespan import LifespanManager
 from sqlalchemy import select
 
+from aayu_accounts.api_security.settings import ApiSecuritySettings
+from aayu_accounts.app import create_app
 from aayu_accounts.client.signing import canonical_string, secret_key
+from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
 from aayu_accounts.kit import clock
 from aayu_accounts.models.audit_event import AuditEvent
-from tests.api_security.conftest import SigningClient
+from aayu_accounts.observability import metrics
+from tests.api_security.conftest import SigningClient, create_client
 
 FLAGS = "/api/v1/service/flags/evaluate"
 
@@ -157,3 +163,84 @@ async def test_refusals_are_audited_without_the_signature(
     assert "0" * 64 not in dumped
     assert sent_signature not in dumped
     assert signer.issued.secret not in dumped
+
+
+def _refusals(code: str) -> float:
+    value: float = metrics.SIGNATURE_REFUSALS.labels(code)._value.get()
+    return value
+
+
+async def test_each_refusal_is_counted_under_its_own_code(signer: SigningClient) -> None:
+    """Every refusal code of API.md is answered and counted in
+    ``aayu_signature_refusals_total{code}``, once per refusal, and only under its own code."""
+    codes = (
+        "signature_missing",
+        "signature_unknown_key",
+        "signature_expired",
+        "signature_invalid",
+        "signature_replayed",
+    )
+    before = {code: _refusals(code) for code in codes}
+    accepted_before = metrics.SIGNED_REQUESTS._value.get()
+    body = b"{}"
+
+    def signed(**over: Any) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            **signer.headers("POST", FLAGS, body, **over),
+        }
+
+    unknown = signed()
+    unknown["X-Aayu-Key-Id"] = "ak_" + "f" * 32
+    forged = signed()
+    forged["X-Aayu-Signature"] = "0" * 64
+    replayed = signed()
+    sends = {
+        "signature_missing": {"Content-Type": "application/json"},
+        "signature_unknown_key": unknown,
+        "signature_expired": signed(timestamp=clock.unix_now() - 3600),
+        "signature_invalid": forged,
+    }
+    for code, headers in sends.items():
+        response = await signer.http.post(FLAGS, content=body, headers=headers)
+        assert response.status_code == 401, response.text
+        assert response.json()["code"] == code
+    assert (await signer.http.post(FLAGS, content=body, headers=replayed)).status_code == 200
+    again = await signer.http.post(FLAGS, content=body, headers=replayed)
+    assert again.status_code == 401
+    assert again.json()["code"] == "signature_replayed"
+
+    assert {code: _refusals(code) - before[code] for code in codes} == dict.fromkeys(codes, 1)
+    assert metrics.SIGNED_REQUESTS._value.get() - accepted_before == 1
+
+
+async def test_a_burst_of_refusals_from_one_address_is_cut_off(
+    settings: Settings, db: Database
+) -> None:
+    """Refused signatures from one IP past the API limit get 429 (with its headers) and are no
+    longer audited one by one; a correctly signed call from that IP still passes."""
+    application = create_app(settings, database=db)
+    application.state.api_security_settings = ApiSecuritySettings(rate_limit_default="3/minute")
+    async with LifespanManager(application):
+        issued = await create_client(db, "burst-check")
+        transport = httpx.ASGITransport(app=application, client=("10.7.0.1", 40020))
+        async with httpx.AsyncClient(transport=transport, base_url="https://t") as http:
+            forged = [
+                await http.post(FLAGS, content=b"{}", headers={"X-Aayu-Key-Id": "ak_x"})
+                for _ in range(5)
+            ]
+            signer = SigningClient(http, issued)
+            assert (await signer.post(FLAGS, {})).status_code == 200
+    assert [r.json()["code"] for r in forged] == ["signature_missing"] * 3 + ["rate_limited"] * 2
+    assert forged[-1].status_code == 429
+    assert forged[-1].headers["RateLimit-Limit"] == "3"
+    assert int(forged[-1].headers["Retry-After"]) >= 1
+    async with db.session_scope(write=False) as session:
+        audited = (
+            await session.scalars(
+                select(AuditEvent.details).where(
+                    AuditEvent.action == "api_security:signature:invalid"
+                )
+            )
+        ).all()
+    assert [d["code"] for d in audited].count("signature_missing") == 3

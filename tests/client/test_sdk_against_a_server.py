@@ -12,6 +12,9 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import httpx
 import pytest
@@ -23,6 +26,7 @@ from aayu_accounts.client import (
     AsyncAccountsClient,
     CircuitOpenError,
     ClientOptions,
+    Introspection,
     UnavailableError,
 )
 from tests.client.server import ServerProcess, ServerStack, server_stack
@@ -124,8 +128,15 @@ def test_the_introspection_cache_is_off_by_default_and_short_when_on(
         options=ClientOptions(introspection_cache_seconds=30),
     )
     plain = AccountsClient(running.url, stack.key_id, stack.secret)
-    with cached, plain:
+    brief = AccountsClient(
+        running.url,
+        stack.key_id,
+        stack.secret,
+        options=ClientOptions(introspection_cache_seconds=1),
+    )
+    with cached, plain, brief:
         assert cached.introspect(account.token).active is True
+        assert brief.introspect(account.token).active is True
         # Sign out: the uncached client sees it at once; the cached one within its TTL.
         logout = httpx.post(
             running.url + "/api/v1/auth/logout",
@@ -133,6 +144,10 @@ def test_the_introspection_cache_is_off_by_default_and_short_when_on(
         )
         assert logout.status_code == 204
         assert plain.introspect(account.token).active is False
+        assert cached.introspect(account.token).active is True
+        # A cached answer lasts its few seconds, no longer.
+        time.sleep(1.1)
+        assert brief.introspect(account.token).active is False
         assert cached.introspect(account.token).active is True
 
 
@@ -185,3 +200,36 @@ def test_the_breaker_fails_fast_while_the_server_is_down_then_recovers(
         time.sleep(2.1)  # past the reset timeout, one trial call goes through and succeeds
         assert accounts.introspect(account.token).active is True
         assert accounts.breaker_state == "closed"
+
+
+def test_the_documented_example_runs_against_the_server(
+    stack: ServerStack, running: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/api.md's SDK example, run as written (its placeholders filled in): the guide
+    cannot drift from the SDK unnoticed."""
+    guide = (Path(__file__).parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    section = guide[guide.index("## 4. The Python SDK") :]
+    example = section[section.index("```python\n") + len("```python\n") :]
+    example = example[: example.index("```")]
+    assert "https://accounts.aayuwell.example" in example
+    account = signed_in(stack, running)
+    monkeypatch.setenv("AAYU_KEY_ID", stack.key_id)
+    monkeypatch.setenv("AAYU_SECRET", stack.secret)
+    written: list[str] = []
+
+    class NotSignedIn(Exception):
+        pass
+
+    namespace: dict[str, object] = {
+        "token_from_the_browser": account.token,
+        "NotSignedIn": NotSignedIn,
+        "write_the_note": lambda: written.append("note"),
+        "note": SimpleNamespace(id="doc-example-note-1"),
+    }
+    code = example.replace("https://accounts.aayuwell.example", running.url)
+    exec(compile(code, "docs/api.md", "exec"), namespace)  # noqa: S102 - our own guide
+    assert written == ["note"]
+    session = namespace["session"]
+    assert isinstance(session, Introspection)
+    assert session.user_id == account.user_id
+    assert "NEW_AUTH" in cast("dict[str, bool]", namespace["flags"])
