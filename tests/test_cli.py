@@ -29,7 +29,9 @@ def run_cli(
 
 
 def test_console_script_and_module_both_work(tmp_path: Path) -> None:
-    assert "serve" in run_cli("--help", cwd=tmp_path).stdout
+    listed = run_cli("--help", cwd=tmp_path).stdout
+    for command in ("serve", "worker", "db"):
+        assert command in listed
     script = shutil.which("aayu-accounts", path=str(Path(sys.executable).parent))
     assert script is not None
     result = subprocess.run([script, "--help"], capture_output=True, text=True, check=False)
@@ -45,6 +47,13 @@ def test_db_upgrade_then_current_json(tmp_path: Path) -> None:
     assert current.returncode == 0
     record = json.loads(current.stdout)  # stdout holds the JSON and nothing else
     assert record["up_to_date"] is True
+    # Down one revision, then to the start; `current` follows each step.
+    first = "0001_foundation"
+    downgraded = run_cli("db", "downgrade", first, cwd=tmp_path, env=env)
+    assert downgraded.returncode == 0, downgraded.stderr
+    record = json.loads(run_cli("db", "current", "--json", cwd=tmp_path, env=env).stdout)
+    assert record["current"] == first
+    assert record["up_to_date"] is False
     downgraded = run_cli("db", "downgrade", "base", cwd=tmp_path, env=env)
     assert downgraded.returncode == 0, downgraded.stderr
     assert (

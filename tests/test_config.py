@@ -70,6 +70,54 @@ def test_a_fit_production_configuration_starts(tmp_path: Path) -> None:
     create_app(settings)  # builds without refusing
 
 
+FIT_PRODUCTION: dict[str, object] = {
+    "env": "production",
+    "database_url": "postgresql+asyncpg://aayu@db/aayu",
+    "redis_url": "redis://cache:6379/0",
+    "smtp_url": "smtp://mail:25",
+    "payment_provider": "stripe",
+    "stripe_api_key": "sk_live_x",
+    "stripe_webhook_secret": "whsec_x",
+    "secrets_provider": "vault",
+    "vault_url": "https://vault.internal:8200",
+    "metrics_token": "m" * 40,
+    "public_url": "https://accounts.aayuwell.com",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"database_url": "sqlite+aiosqlite:///./var/aayu.db"}, "AAYU_DATABASE_URL"),
+        ({"redis_url": None}, "AAYU_REDIS_URL"),
+        ({"smtp_url": None}, "AAYU_SMTP_URL"),
+        ({"payment_provider": "local"}, "AAYU_PAYMENT_PROVIDER"),
+        ({"stripe_api_key": None}, "AAYU_STRIPE_API_KEY"),
+        ({"stripe_webhook_secret": None}, "AAYU_STRIPE_WEBHOOK_SECRET"),
+        ({"secrets_provider": "env"}, "AAYU_SECRETS_PROVIDER=env"),
+        ({"secrets_provider": "file", "secrets_dir": "./var/secrets"}, "AAYU_SECRETS_DIR"),
+        ({"vault_url": "http://vault.internal:8200"}, "AAYU_VAULT_URL"),
+        (
+            {"secrets_provider": "azure", "azure_key_vault_url": None},
+            "AAYU_AZURE_KEY_VAULT_URL",
+        ),
+        ({"metrics_token": None}, "AAYU_METRICS_TOKEN"),
+        ({"metrics_token": "short"}, "AAYU_METRICS_TOKEN"),
+        ({"public_url": "http://accounts.aayuwell.com"}, "AAYU_PUBLIC_URL"),
+        ({"key_activation_delay_seconds": 10.0}, "AAYU_KEY_ACTIVATION_DELAY_SECONDS"),
+        ({"captcha_provider": "turnstile"}, "AAYU_CAPTCHA_SECRET"),
+        ({"alert_webhook_urls": "http://hooks.example/a"}, "AAYU_ALERT_WEBHOOK_URLS"),
+    ],
+)
+def test_each_insecure_setting_alone_is_refused_by_name(
+    change: dict[str, object], named: str
+) -> None:
+    assert Settings.model_validate(FIT_PRODUCTION).production_problems() == []
+    problems = Settings.model_validate({**FIT_PRODUCTION, **change}).production_problems()
+    assert problems, change
+    assert any(named in problem for problem in problems), problems
+
+
 def test_app_refuses_to_start_in_production_with_defaults() -> None:
     with pytest.raises(InsecureConfiguration):
         create_app(Settings(env="production"))

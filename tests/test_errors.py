@@ -72,6 +72,19 @@ async def test_two_mebibyte_body_is_413(client: httpx.AsyncClient, probed: FastA
     assert_problem(response, 413, "payload_too_large")
 
 
+@pytest.mark.parametrize(("extra_bytes", "status"), [(0, 200), (1, 413)])
+async def test_the_limit_is_one_mebibyte(
+    client: httpx.AsyncClient, probed: FastAPI, extra_bytes: int, status: int
+) -> None:
+    envelope = len(json.dumps({"name": ""}))
+    payload = json.dumps({"name": "x" * (1024 * 1024 - envelope + extra_bytes)})
+    assert len(payload) == 1024 * 1024 + extra_bytes
+    response = await client.post(
+        "/_probe/echo", content=payload, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status
+
+
 async def test_streamed_oversized_body_without_length_is_413(
     client: httpx.AsyncClient, probed: FastAPI
 ) -> None:

@@ -7,9 +7,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from asgi_lifespan import LifespanManager
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aayu_accounts.app import create_app
+from aayu_accounts.config import Settings
+from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
 from aayu_accounts.jobs import (
     LeaderElector,
@@ -171,6 +175,19 @@ async def test_only_one_leader_at_a_time(committing_db: Database) -> None:
     try:
         assert await first.try_acquire() is True
         assert await second.try_acquire() is False
+        if committing_db.dialect == "postgresql":
+            # PostgreSQL: a session-level advisory lock, no lease row.
+            async with committing_db.session_scope(write=False) as session:
+                held = await session.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                        " AND database = (SELECT oid FROM pg_database"
+                        " WHERE datname = current_database())"
+                    )
+                )
+                leases = await session.scalar(text("SELECT count(*) FROM leader_leases"))
+            assert held == 1
+            assert leases == 0
         assert await first.try_acquire() is True, "renewal keeps leadership"
         await first.release()
         assert await second.try_acquire() is True
@@ -214,3 +231,24 @@ async def test_worker_loop_runs_jobs_and_stops(committing_db: Database) -> None:
     stop.set()
     await asyncio.wait_for(loop, timeout=5)
     assert calls == [{"n": 4}]
+
+
+async def test_serve_runs_the_worker_in_process_by_default(
+    settings: Settings, committing_db: Database, keyring: Keyring
+) -> None:
+    assert Settings.model_fields["run_worker_in_process"].default is True
+    app = create_app(
+        settings.model_copy(update={"run_worker_in_process": True, "job_poll_seconds": 60.0}),
+        database=committing_db,
+        keyring=keyring,
+    )
+    async with LifespanManager(app):
+        async with committing_db.session_scope() as session:
+            await enqueue(session, "test.record", {"n": 5})
+        # The poll is a minute away: the commit itself wakes the server's worker.
+        for _ in range(250):
+            if calls:
+                break
+            await asyncio.sleep(0.02)
+    assert calls == [{"n": 5}]
+    assert await _statuses(committing_db) == ["done"]

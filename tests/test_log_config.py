@@ -79,17 +79,24 @@ def test_any_long_token_like_value_is_masked(token: str) -> None:
 async def test_access_log_carries_request_id_and_no_query_or_headers(
     client: httpx.AsyncClient, captured: io.StringIO
 ) -> None:
-    await client.get(
+    response = await client.get(
         "/health?token=leaky-query-token-value",
-        headers={"x-request-id": "req-abcdef123", "authorization": "Bearer s3cr3t-bearer"},
+        headers={
+            "x-request-id": "req-abcdef123",
+            "authorization": "Bearer s3cr3t-bearer",
+            "cookie": "aayu_session=s3cr3t-cookie-in-header",
+        },
     )
+    assert response.headers["x-request-id"] == "req-abcdef123", "a valid id is echoed"
     lines = [json.loads(line) for line in captured.getvalue().splitlines() if line.strip()]
     access = [r for r in lines if r.get("event") == "http.request"]
     assert access, lines
     assert access[0]["request_id"] == "req-abcdef123"
+    assert access[0]["method"] == "GET"
     assert access[0]["path"] == "/health"
     assert access[0]["status"] == 200
     assert "duration_ms" in access[0]
     text = captured.getvalue()
     assert "leaky-query-token-value" not in text
     assert "s3cr3t-bearer" not in text
+    assert "s3cr3t-cookie-in-header" not in text

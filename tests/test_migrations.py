@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aayu_accounts import migrate
 from aayu_accounts.db import create_engine
 from aayu_accounts.models import Base
+from aayu_accounts.models.base import NAMING_CONVENTION
 from tests.fixtures.database import create_pg_database, drop_pg_database, make_settings
 
 
@@ -83,3 +85,53 @@ def test_migration_files_are_dated_and_chained() -> None:
 @pytest.mark.parametrize("name", ["jobs", "leader_leases"])
 def test_foundation_tables_are_in_the_models(name: str) -> None:
     assert name in Base.metadata.tables
+
+
+def _unconventional_names(connection: Connection) -> list[tuple[str, str, str | None]]:
+    inspector = inspect(connection)
+    wrong: list[tuple[str, str, str | None]] = []
+    for table in _tables(connection):
+        pk = inspector.get_pk_constraint(table).get("name")
+        if pk is not None and pk != f"pk_{table}":
+            wrong.append(("pk", table, pk))
+        named: list[tuple[str, str, str | None]] = [
+            *(("fk", f"fk_{table}_", c["name"]) for c in inspector.get_foreign_keys(table)),
+            *(("uq", f"uq_{table}_", c["name"]) for c in inspector.get_unique_constraints(table)),
+            *(("ck", f"ck_{table}_", c["name"]) for c in inspector.get_check_constraints(table)),
+            # PostgreSQL lists a unique constraint's index too; it carries the uq_ name.
+            *(
+                ("ix", "ix_", i["name"])
+                for i in inspector.get_indexes(table)
+                if "duplicates_constraint" not in i
+            ),
+        ]
+        wrong.extend(
+            (kind, table, name)
+            for kind, prefix, name in named
+            if not str(name or "").startswith(prefix)
+        )
+    return wrong
+
+
+async def test_migrations_name_constraints_by_the_models_convention(
+    empty_engine: AsyncEngine,
+) -> None:
+    assert Base.metadata.naming_convention == NAMING_CONVENTION
+    await migrate.upgrade(empty_engine)
+    async with empty_engine.connect() as conn:
+        assert await conn.run_sync(_unconventional_names) == []
+
+
+def test_no_schema_is_built_with_create_all() -> None:
+    # The schema comes from the migrations; create_all would hide a missing or wrong one.
+    # Tests may build tables of their own test-only declarative bases.
+    root = Path(__file__).resolve().parents[1]
+    offenders: list[str] = []
+    for folder in ("src", "migrations", "tests"):
+        for path in (root / folder).rglob("*.py"):
+            text = path.read_text()
+            for name in re.findall(r"(\w+)\.metadata\.create_all\b|\bcreate_all\(", text):
+                own_base = bool(name) and name != "Base" and f"class {name}(" in text
+                if not own_base and path.name != Path(__file__).name:
+                    offenders.append(f"{path.relative_to(root)}: {name or 'create_all'}")
+    assert offenders == []
