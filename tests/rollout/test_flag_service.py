@@ -160,3 +160,58 @@ async def test_migration_seeds_the_five_flags(fresh_database_url: str, tmp_path:
     assert not any(f.enabled for f in flags.values())
     assert flags["FALLBACK"].rollout_percent == 100
     assert flags["NEW_AUTH"].bucket_group == flags["NEW_DATABASE"].bucket_group
+
+
+async def test_every_field_of_a_flag_is_audited_and_stamped(
+    seeded_db: Database, frozen_clock: FrozenClock
+) -> None:
+    frozen_clock.set(datetime.now(UTC) + timedelta(days=1))  # after anything already stored
+    async with seeded_db.session_scope() as session:
+        before = await service.get_flag(session, "NEW_DATABASE")
+        view = await service.update_flag(
+            session,
+            "NEW_DATABASE",
+            FlagUpdate(
+                description="Documents from PostgreSQL",
+                owner="platform-team",
+                deny=TargetList(user_ids=["u-9"], org_ids=["clinic-7"]),
+                allow=TargetList(org_ids=["clinic-1"]),
+            ),
+            actor=ADMIN,
+        )
+        event = (
+            await session.scalars(
+                select(AuditEvent)
+                .where(
+                    AuditEvent.action == AuditAction.FLAG_UPDATED.value,
+                    AuditEvent.target_id == "NEW_DATABASE",
+                )
+                .order_by(AuditEvent.occurred_at.desc())
+            )
+        ).first()
+    assert event is not None
+    assert (view.description, view.owner) == ("Documents from PostgreSQL", "platform-team")
+    assert view.updated_at > before.updated_at
+    assert event.details["old"]["owner"] == before.owner
+    assert event.details["new"]["owner"] == "platform-team"
+    assert event.details["new"]["description"] == "Documents from PostgreSQL"
+    assert event.details["new"]["deny"] == {"user_ids": ["u-9"], "org_ids": ["clinic-7"]}
+    assert event.details["new"]["allow"] == {"user_ids": [], "org_ids": ["clinic-1"]}
+
+
+async def test_a_rollback_voids_the_plan_so_the_scheduler_never_turns_flags_back_on(
+    seeded_db: Database, frozen_clock: FrozenClock
+) -> None:
+    day_zero = datetime(2027, 1, 1, tzinfo=UTC)
+    frozen_clock.set(day_zero + timedelta(days=17, hours=1))
+    async with seeded_db.session_scope() as session:
+        for key, steps in strategy_plan(day_zero).items():
+            await service.update_flag(session, key, FlagUpdate(schedule=steps), actor=ADMIN)
+        await service.apply_due_steps(session)  # days 15 and 17: 25 %
+        _, voided = await service.apply_rollback(session, actor=ADMIN)
+    assert voided == 2 + 2 + 1  # NEW_AUTH 19/21, NEW_DATABASE 19/21, BILLING 21
+    frozen_clock.set(day_zero + timedelta(days=22))
+    async with seeded_db.session_scope() as session:
+        assert await service.apply_due_steps(session) == []
+        snapshot = await loader.load_snapshot(session)
+    assert not any(snapshot.flags[k].enabled for k in ("NEW_AUTH", "NEW_DATABASE", "BILLING"))

@@ -72,11 +72,25 @@ async def test_flags_set_list_and_rollback(
     assert "NEW_AUTH" in human
     assert "25 %" in human
 
+    planned = json.loads(
+        run_cli("flags", "plan", "--day-zero", "2030-01-01", "--json", env=env, cwd=tmp_path).stdout
+    )
+    steps = {f["key"]: [s["rollout_percent"] for s in f["schedule"]] for f in planned}
+    assert steps == {"NEW_AUTH": [10, 25, 50, 100], "NEW_DATABASE": [25, 50, 100], "BILLING": [100]}
+    assert planned[0]["schedule"][0]["run_at"].startswith("2030-01-16")
+
     result = json.loads(run_cli("rollback", "--json", env=env, cwd=tmp_path).stdout)
     assert result["flags"]["NEW_AUTH"]["enabled"] is False
     assert result["flags"]["FALLBACK"] == {"enabled": True, "rollout_percent": 100}
     report = Path(result["report"]).read_text()  # noqa: ASYNC240 - a test reading its output
     assert "| NEW_AUTH | on 25 % | off 25 % |" in report
+    # The rollback voided the plan: yesterday's schedule will not turn the flags back on.
+    after = json.loads(run_cli("flags", "list", "--json", env=env, cwd=tmp_path).stdout)
+    new_path = ("NEW_AUTH", "NEW_DATABASE", "BILLING")
+    outcomes = {
+        f["key"]: {s["outcome"] for s in f["schedule"]} for f in after if f["key"] in new_path
+    }
+    assert outcomes == {key: {"cancelled: rollback"} for key in new_path}
 
     database = Database(create_engine(make_settings(fresh_database_url, tmp_path)))
     try:
