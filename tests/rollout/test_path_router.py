@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from aayu_accounts.api_security.service_api.service import evaluate_flags
 from aayu_accounts.errors import NotFound
 from aayu_accounts.rollout.bucketing import bucket
 from aayu_accounts.rollout.flag.snapshot import FlagDefinition, FlagSnapshot
@@ -51,6 +52,12 @@ async def test_stale_snapshot_sends_legacy_users_to_legacy() -> None:
     stale = router.decide(Capability.AUTH, "lg_a", has_legacy=True)
     assert (stale.path, stale.reason) == (RoutePath.LEGACY, "stale_snapshot")
     assert router.decide(Capability.AUTH, "u", has_legacy=False).path is RoutePath.NEW
+    # The scribe app's evaluation (POST /api/v1/service/flags/evaluate) answers the same way:
+    # the new-path flags read "off" from a stale snapshot.
+    fresh = evaluate_flags(store.snapshot, stale=False, user_id="lg_a", org_id=None)
+    answered = evaluate_flags(store.snapshot, stale=store.is_stale(), user_id="lg_a", org_id=None)
+    assert fresh["NEW_AUTH"] is True
+    assert answered["NEW_AUTH"] is False
 
 
 async def test_fallback_serves_failures_and_counts_them() -> None:
