@@ -34,6 +34,17 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert "make test" in head
 
 
+def test_readme_order_is_commands_then_configuration_then_pointers() -> None:
+    text = README.read_text()
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    order = ["## The two commands", "## Configuration", "## Where to read on"]
+    assert [h for h in headings if h in order] == order
+    pointers = text[text.index("## Where to read on") :]
+    for doc in ("docs/architecture.md", "docs/runbook.md"):
+        assert doc in pointers
+        assert (ROOT / doc).is_file()
+
+
 ROOT = README.parent
 # Written where an operator or a developer reads them from the environment.
 _VARIABLE = re.compile(r"\bAAYU_[A-Z][A-Z0-9_]*[A-Z0-9]\b(?![_<{])")
