@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,16 +14,22 @@ from aayu_accounts.config import InsecureConfiguration, Settings
 
 
 def test_embedded_defaults_need_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AAYU_ENV", "AAYU_DATABASE_URL", "AAYU_REDIS_URL"):
-        monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith("AAYU_")]:
+        monkeypatch.delenv(name)
     settings = Settings()
+    # API.md's configuration table, default by default.
     assert settings.is_development
     assert settings.database_url == "sqlite+aiosqlite:///./var/aayu.db"
     assert settings.redis_url is None
+    assert settings.smtp_url is None
     assert settings.payment_provider.value == "local"
     assert settings.secrets_provider.value == "file"
+    assert settings.secrets_dir == Path("./var/secrets")
+    assert settings.metrics_token is None
     assert settings.public_url == "http://127.0.0.1:8000"
+    assert settings.legacy_auth_file is None
     assert settings.legacy_store_dir == Path("./var/legacy-store")
+    assert settings.trusted_proxies == []
     settings.check_production()  # not production: nothing to refuse
 
 
