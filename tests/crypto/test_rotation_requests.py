@@ -152,19 +152,13 @@ def _solved(issued: dict[str, Any]) -> str:
     return base64.b64encode(json.dumps({**solution, "number": found.number}).encode()).decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap, owned by identity: identity/runtime.py::_altcha_key derives ALTCHA's "
-    "HMAC key from the captcha key's current version once, at start-up, and verifies with "
-    "that one key only; an instance started after a rotation refuses challenges from one "
-    "started before (and a retired version keeps signing until restart)",
-)
 async def test_captcha_rotation_fails_no_challenge(
     settings: Settings, db: Database, keyring: Keyring, frozen_clock: FrozenClock
 ) -> None:
     before = create_app(settings, database=db, keyring=keyring)
     async with LifespanManager(before):
         payload = _solved(before.state.identity.captcha.challenge())
+        kept_for_after_retirement = _solved(before.state.identity.captcha.challenge())
         # The solver is right: the issuing instance accepts a solution made the same way.
         assert await before.state.identity.captcha.verify(
             _solved(before.state.identity.captcha.challenge())
@@ -176,3 +170,13 @@ async def test_captcha_rotation_fails_no_challenge(
         after = create_app(settings, database=db, keyring=ring)
         async with LifespanManager(after):
             assert await after.state.identity.captcha.verify(payload)
+            # New challenges are signed with version 2 and verify too.
+            assert await after.state.identity.captcha.verify(
+                _solved(after.state.identity.captcha.challenge())
+            )
+            # Retiring version 1 ends its challenges at the next keyring refresh, no restart.
+            install_keyring(retired(ring, KeyPurpose.CAPTCHA))
+            assert not await after.state.identity.captcha.verify(kept_for_after_retirement)
+            assert await after.state.identity.captcha.verify(
+                _solved(after.state.identity.captcha.challenge())
+            )

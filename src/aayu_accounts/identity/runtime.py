@@ -9,6 +9,7 @@ process that uses them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring import KeyPurpose, get_keyring, keyring_loaded
 from aayu_accounts.identity.auth_session.cache import SessionCache
-from aayu_accounts.identity.captcha import CaptchaVerifier, build_captcha
+from aayu_accounts.identity.captcha import AltchaCaptcha, CaptchaVerifier, build_captcha
+from aayu_accounts.identity.captcha.altcha_captcha import HmacKeys
 from aayu_accounts.identity.password import PasswordHasher, PasswordPolicy
 from aayu_accounts.identity.throttle import (
     LoginThrottle,
@@ -100,15 +102,30 @@ class IdentityRuntime:
         self.hasher.close()
 
 
-def _altcha_key(settings: Settings) -> str | None:
-    """ALTCHA's HMAC key from the keyring's CAPTCHA key, so every instance signs and checks
-    challenges alike (a random per-process key would fail behind a load balancer)."""
-    if settings.altcha_hmac_key or not keyring_loaded():
+def _altcha_key(settings: Settings) -> HmacKeys | None:
+    """ALTCHA's HMAC keys from the keyring's CAPTCHA key, read at each use, so every instance
+    signs and checks challenges alike (a random per-process key would fail behind a load
+    balancer) and a rotation or retirement takes effect on the next keyring refresh, not at
+    the next restart. ``AAYU_ALTCHA_HMAC_KEY``, when set, is used instead."""
+    if settings.altcha_hmac_key:
         return None
-    keyring = get_keyring()
-    if KeyPurpose.CAPTCHA not in keyring.purposes():
-        return None
-    secret = keyring.current(KeyPurpose.CAPTCHA).secret
+    fallback = AltchaCaptcha.random_key()
+
+    def keys() -> list[str]:
+        if not keyring_loaded():
+            return [fallback]
+        keyring = get_keyring()
+        if KeyPurpose.CAPTCHA not in keyring.purposes():
+            return [fallback]
+        current = keyring.current(KeyPurpose.CAPTCHA)
+        others = [k for k in keyring.versions(KeyPurpose.CAPTCHA) if k is not current]
+        return [_derived(key.secret) for key in (current, *others)]
+
+    return keys
+
+
+@functools.lru_cache(maxsize=16)
+def _derived(secret: bytes) -> str:
     # A key of its own for this one use, derived rather than the keyring's bytes themselves.
     return hmac.new(secret, b"aayu-altcha-v1", hashlib.sha256).hexdigest()
 

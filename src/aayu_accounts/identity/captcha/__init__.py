@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import httpx
 
 from aayu_accounts.config import CaptchaProvider, Settings
-from aayu_accounts.identity.captcha.altcha_captcha import AltchaCaptcha
+from aayu_accounts.identity.captcha.altcha_captcha import AltchaCaptcha, HmacKey, HmacKeys
 from aayu_accounts.identity.captcha.siteverify import (
     HCAPTCHA_VERIFY_URL,
     TURNSTILE_VERIFY_URL,
@@ -39,11 +39,12 @@ def build_captcha(
     settings: Settings,
     store: ThrottleStore,
     *,
-    hmac_key: str | bytes | None = None,
+    hmac_key: HmacKey | HmacKeys | None = None,
     http: httpx.AsyncClient | None = None,
 ) -> CaptchaVerifier:
-    """The configured CAPTCHA. ``hmac_key`` (ALTCHA) comes from the keyring once it is wired;
-    until then ``AAYU_ALTCHA_HMAC_KEY``, or a random per-process key (one instance only)."""
+    """The configured CAPTCHA. ``hmac_key`` (ALTCHA): the keyring's CAPTCHA keys, read at each
+    use; without a keyring ``AAYU_ALTCHA_HMAC_KEY``, or a random per-process key (one instance
+    only)."""
     provider = settings.captcha_provider
     if provider is CaptchaProvider.ALTCHA:
         key = hmac_key or settings.altcha_hmac_key or AltchaCaptcha.random_key()

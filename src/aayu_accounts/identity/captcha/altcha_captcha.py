@@ -5,6 +5,11 @@ expiry inside the salt); the browser finds the number and sends back the base64 
 solution. Verification recomputes hash and signature (constant-time comparisons), checks the
 expiry against ``kit.clock``, and claims the solution in the shared store until it expires, so
 a solved challenge buys exactly one attempt.
+
+The HMAC key can be a function returning the keys in force, the signing one first: challenges
+are signed with the current key and solutions are accepted under any key still loaded, so a
+rotation of the CAPTCHA key (published on one instance, picked up by the others on their
+keyring refresh) fails no challenge handed out before it, and a retired key stops at once.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, cast
 
@@ -27,21 +33,29 @@ ALGORITHM: altcha_v1.AlgoType = "SHA-256"
 # A solution is a few hundred bytes; anything much larger is not one.
 MAX_PAYLOAD_CHARS = 4096
 
+HmacKey = str | bytes
+# The keys in force, the one that signs new challenges first.
+HmacKeys = Callable[[], Sequence[HmacKey]]
+
 
 class AltchaCaptcha:
     provider = "altcha"
 
     def __init__(
         self,
-        hmac_key: str | bytes,
+        hmac_key: HmacKey | HmacKeys,
         store: ThrottleStore,
         *,
         max_number: int = 100_000,
         expires_seconds: int = 300,
     ) -> None:
-        if not hmac_key:
-            raise ValueError("ALTCHA needs a non-empty HMAC key")
-        self._key = hmac_key
+        if callable(hmac_key):
+            self._keys: HmacKeys = hmac_key
+        else:
+            if not hmac_key:
+                raise ValueError("ALTCHA needs a non-empty HMAC key")
+            fixed = (hmac_key,)
+            self._keys = lambda: fixed
         self._store = store
         self.max_number = max_number
         self.expires_seconds = expires_seconds
@@ -57,7 +71,7 @@ class AltchaCaptcha:
             algorithm=ALGORITHM,
             max_number=self.max_number,
             salt_length=12,
-            hmac_key=self._key,
+            hmac_key=self._signing_key(),
             salt="",
             number=None,
             expires=clock.now() + timedelta(seconds=self.expires_seconds),
@@ -80,13 +94,22 @@ class AltchaCaptcha:
             return False
         signed_salt = salt if salt.endswith("&") else salt + "&"
         expected_challenge = altcha_v1.hash_hex(ALGORITHM, (signed_salt + str(number)).encode())
-        expected_signature = altcha_v1.hmac_hex(ALGORITHM, expected_challenge.encode(), self._key)
         challenge_ok = hmac.compare_digest(expected_challenge, solution["challenge"])
-        signature_ok = hmac.compare_digest(expected_signature, solution["signature"])
+        # Every key in force is tried (no early exit), so the time does not tell which matched.
+        signature_ok = False
+        for key in self._keys():
+            expected = altcha_v1.hmac_hex(ALGORITHM, expected_challenge.encode(), key)
+            signature_ok |= hmac.compare_digest(expected, solution["signature"])
         if not (challenge_ok and signature_ok):
             return False
-        marker = "captcha:altcha:" + hashlib.sha256(expected_signature.encode()).hexdigest()
+        marker = "captcha:altcha:" + hashlib.sha256(solution["signature"].encode()).hexdigest()
         return await self._store.claim(marker, float(expires), now)
+
+    def _signing_key(self) -> HmacKey:
+        keys = self._keys()
+        if not keys or not keys[0]:
+            raise ValueError("ALTCHA needs a non-empty HMAC key")
+        return keys[0]
 
 
 def _decode(payload: str) -> dict[str, Any] | None:
