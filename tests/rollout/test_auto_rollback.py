@@ -20,6 +20,7 @@ from aayu_accounts.rollout.auto_rollback.monitor import (
 from aayu_accounts.rollout.flag import loader
 from aayu_accounts.rollout.flag import service as flag_service
 from aayu_accounts.rollout.flag.schemas import FlagUpdate
+from aayu_accounts.rollout.incident import service as incident_service
 from aayu_accounts.rollout.outcomes import (
     Capability,
     Outcome,
@@ -119,10 +120,10 @@ async def test_breach_in_both_windows_rolls_back_alerts_and_reports(
 
     # The samples that caused it are ignored from now on...
     assert (await monitor.check()).action == "none"
-    # ...and a monitor that still saw them finds nothing to roll back: the flags are off, and
-    # it never turns anything back on.
+    # ...by a new leader's monitor too (the incidents table says when the rollback was), and
+    # nothing turns the flags back on.
     fresh = AutoRollbackMonitor(db, window, settings_for(tmp_path))
-    assert (await fresh.check()).action == "nothing_to_roll_back"
+    assert (await fresh.check()).action == "none"
     async with db.session_scope(write=False) as session:
         assert not (await loader.load_snapshot(session)).flags["NEW_AUTH"].enabled
     # An operator re-enables the path: the old failures cannot roll it back again.
@@ -205,3 +206,43 @@ async def test_a_breach_turns_every_new_path_flag_off_in_one_version(
         True,
         100,
     )
+
+
+async def test_failures_from_before_any_rollback_never_roll_back_a_re_enabled_path(
+    db: Database, tmp_path: Path, frozen_clock: FrozenClock
+) -> None:
+    """An operator rolled back by hand (or another leader did), fixed the cause and turned
+    the path on again: the failures that led to that rollback are history. A monitor that
+    saw them, or a new leader's monitor, must not roll the fixed path back for them."""
+    await enable_new_auth(db)
+    window = OutcomeWindow()
+    failing_traffic(window, frozen_clock.now().timestamp() - 5)
+    monitor = AutoRollbackMonitor(db, window, settings_for(tmp_path))
+    async with db.session_scope() as session:
+        await incident_service.rollback(session, actor=OPERATOR, kind="manual", reason="by hand")
+    frozen_clock.advance(10)
+    await enable_new_auth(db)
+    assert (await monitor.check()).action == "none"
+    new_leader = AutoRollbackMonitor(db, window, settings_for(tmp_path))
+    assert (await new_leader.check()).action == "none"
+    async with db.session_scope(write=False) as session:
+        assert (await loader.load_snapshot(session)).flags["NEW_AUTH"].enabled
+    # Fresh failures after the re-enable still roll it back.
+    failing_traffic(window, frozen_clock.now().timestamp())
+    assert (await monitor.check()).action == "rolled_back"
+
+
+async def test_a_breach_with_every_new_path_flag_off_has_nothing_to_roll_back(
+    db: Database, tmp_path: Path, frozen_clock: FrozenClock
+) -> None:
+    """People only in the new store use the new path whatever the flags: their failures are
+    judged, but with the flags already off there is nothing to switch, and no incident."""
+    async with db.session_scope() as session:
+        await flag_service.ensure_builtin_flags(session, actor=OPERATOR)
+        await flag_service.apply_rollback(session, actor=OPERATOR)
+    window = OutcomeWindow()
+    failing_traffic(window, frozen_clock.now().timestamp() - 5)
+    result = await AutoRollbackMonitor(db, window, settings_for(tmp_path)).check()
+    assert result.action == "nothing_to_roll_back"
+    async with db.session_scope(write=False) as session:
+        assert (await session.scalars(select(Incident))).all() == []

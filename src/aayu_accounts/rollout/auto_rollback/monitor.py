@@ -10,8 +10,9 @@ A breach in BOTH windows of a capability, while any new-path flag is on, rolls b
 NEW_DATABASE and BILLING off, FALLBACK on (one config version, fanned out to every instance
 at commit), a critical alert, and an incident report (metrics at the time, flags before and
 after, timeline), stored and written as a file. The monitor never turns a flag on. Samples
-from before its last rollback are ignored, so old failures cannot roll back a re-enabled
-path again. In dry-run mode it only reports what it would do.
+from before the last rollback -- its own, an operator's, or another leader's (the incidents
+table says when) -- are ignored, so the failures that led to a rollback cannot roll back the
+path again once it is fixed and re-enabled. In dry-run mode it only reports what it would do.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from aayu_accounts.observability.alert.service import raise_alert
 from aayu_accounts.observability.alert.severity import Severity, runbook_link
 from aayu_accounts.rollout.flag import service as flag_service
 from aayu_accounts.rollout.flag.service import ROLLBACK_OFF
+from aayu_accounts.rollout.incident import repository as incident_repository
 from aayu_accounts.rollout.incident import service as incident_service
 from aayu_accounts.rollout.outcomes import Capability, OutcomeSource, WindowStats
 from aayu_accounts.rollout.settings import RolloutSettings
@@ -110,7 +112,7 @@ class AutoRollbackMonitor:
     db: Database
     source: OutcomeSource
     rollout: RolloutSettings
-    # Samples before this Unix time are ignored (set by this monitor's own rollback).
+    # Samples before this Unix time are ignored: the last rollback, whoever made it.
     ignore_before: float | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
@@ -118,7 +120,15 @@ class AutoRollbackMonitor:
     def thresholds(self) -> Thresholds:
         return Thresholds.from_settings(self.rollout)
 
+    async def _ignore_before_last_rollback(self) -> None:
+        async with self.db.session_scope(write=False) as session:
+            last = await incident_repository.last_rollback_at(session)
+        if last is not None:
+            moment = last.timestamp()
+            self.ignore_before = max(self.ignore_before or moment, moment)
+
     async def evaluate(self) -> list[CapabilityReport]:
+        await self._ignore_before_last_rollback()
         reports = []
         for capability in Capability:
             short = await self.source.read_window(

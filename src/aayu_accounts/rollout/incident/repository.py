@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.models.incident import Incident
@@ -20,3 +21,9 @@ async def latest(session: AsyncSession, limit: int) -> Sequence[Incident]:
             select(Incident).order_by(Incident.created_at.desc(), Incident.id).limit(limit)
         )
     ).all()
+
+
+async def last_rollback_at(session: AsyncSession) -> datetime | None:
+    """When the most recent rollback (manual or automatic) happened, if ever."""
+    moment: datetime | None = await session.scalar(select(func.max(Incident.created_at)))
+    return moment
