@@ -26,6 +26,9 @@ from aayu_accounts.crypto.keyring.runtime import keyring_scope
 from aayu_accounts.crypto.keyring.tasks import enqueue_reencryption
 from aayu_accounts.crypto.secret_store.factory import build_secret_store
 from aayu_accounts.db import Database
+
+# Imported for its registration: reset jobs' sealed addresses count as uses of a data key.
+from aayu_accounts.identity.user import service as _user_service  # noqa: F401
 from aayu_accounts.kit import resilience
 from aayu_accounts.models import Base
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 import httpx
 
+from aayu_accounts.crypto.keyring import KeyPurpose, get_keyring
+from aayu_accounts.crypto.keyring.usage import rows_per_version
 from aayu_accounts.db import Database
 from aayu_accounts.kit.clock import FrozenClock
 from tests.identity.accounts.helpers import (
     emails_to,
     login,
+    run_reset_requests,
     signed_up,
     strong_password,
     token_from_email,
@@ -261,3 +265,24 @@ async def test_reset_requests_from_one_address_are_limited(client: httpx.AsyncCl
     )
     assert limited.json()["code"] == "too_many_attempts"
     assert int(limited.headers["retry-after"]) > 0
+
+
+async def test_a_queued_reset_counts_as_a_use_of_its_data_key(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """The reset job carries the address sealed under the data key: while it waits, that key
+    version is in use (``keys retire data N`` is refused); once it ran, it no longer counts."""
+
+    async def uses() -> Counter[int]:
+        async with db.session_scope(write=False) as session:
+            return await rows_per_version(session, KeyPurpose.DATA)
+
+    before = await uses()
+    await client.post(
+        "/api/v1/auth/password-reset/request", json={"email": unique_email("queued-reset")}
+    )
+    current = get_keyring().current(KeyPurpose.DATA).version
+    waiting = await uses()
+    assert waiting[current] == before[current] + 1
+    await run_reset_requests(db)
+    assert (await uses())[current] == before[current]

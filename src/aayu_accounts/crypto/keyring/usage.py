@@ -7,6 +7,7 @@ version, so both databases answer with ``substr`` on the raw bytes: no row is de
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import LargeBinary, MetaData, func, literal, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +23,18 @@ from aayu_accounts.crypto.keyring.core import (
 from aayu_accounts.crypto.keyring.purposes import KeyPurpose
 
 _PREFIX = {True: HEADER_BYTES, False: BLIND_INDEX_BYTES - 32}
+
+UsageCounter = Callable[[AsyncSession], Awaitable[Counter[int]]]
+# Values sealed outside the encrypted-field registry (a job's payload, say): their owners
+# register how to count them, so a version they use is never retired under them.
+_extra_counters: dict[KeyPurpose, list[UsageCounter]] = {}
+
+
+def register_usage_counter(purpose: KeyPurpose, counter: UsageCounter) -> None:
+    """Count values of ``purpose`` stored where the registry cannot see them (idempotent)."""
+    counters = _extra_counters.setdefault(purpose, [])
+    if counter not in counters:
+        counters.append(counter)
 
 
 def raw(spec: FieldSpec, *, index: bool = False) -> ColumnElement[bytes]:
@@ -71,4 +84,6 @@ async def rows_per_version(
             header = bytes(value)
             if len(header) == length:
                 counts[int.from_bytes(header[length - 4 :], "big")] += int(count)
+    for counter in _extra_counters.get(purpose, ()):
+        counts.update(await counter(session))
     return counts

@@ -8,7 +8,9 @@ taken address learns about the attempt by email instead of the requester learnin
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,6 +24,8 @@ from aayu_accounts.audit.service import Actor, record
 from aayu_accounts.config import Settings
 from aayu_accounts.crypto.field_encryption import seal, unseal
 from aayu_accounts.crypto.keyring import KeyPurpose, get_keyring
+from aayu_accounts.crypto.keyring.core import ciphertext_version
+from aayu_accounts.crypto.keyring.usage import register_usage_counter
 from aayu_accounts.email.service import queue_email
 from aayu_accounts.errors import Conflict
 from aayu_accounts.identity.auth_session import service as session_service
@@ -37,11 +41,12 @@ from aayu_accounts.identity.permissions import Role
 from aayu_accounts.identity.runtime import IdentityRuntime
 from aayu_accounts.identity.tokens import hash_token, new_token
 from aayu_accounts.identity.user import repository
-from aayu_accounts.jobs import enqueue, job_handler
+from aayu_accounts.jobs import QUEUED, RUNNING, enqueue, job_handler
 from aayu_accounts.kit import clock
 from aayu_accounts.kit.asgi import client_ip_var, request_id_var, user_agent_var
 from aayu_accounts.kit.ids import new_id
 from aayu_accounts.models.email_token import EmailToken
+from aayu_accounts.models.job import Job
 from aayu_accounts.models.membership import Membership
 from aayu_accounts.models.organization import Organization
 from aayu_accounts.models.user import User
@@ -271,6 +276,22 @@ async def request_password_reset(session: AsyncSession, rt: IdentityRuntime, ema
     # Every request is on the trail, whatever the address (none is named: it may be anyone's,
     # or a probe); the job records which account was emailed, if any.
     await record(session, AuditAction.PASSWORD_RESET_REQUESTED, actor=Actor.anonymous())
+
+
+async def _reset_seals_per_version(session: AsyncSession) -> Counter[int]:
+    """Data-key versions of the addresses sealed in reset jobs not yet finished, so ``keys
+    retire data N`` is refused while one of them would still need version N to run."""
+    payloads = await session.scalars(
+        select(Job.payload).where(Job.kind == RESET_JOB).where(Job.status.in_((QUEUED, RUNNING)))
+    )
+    counts: Counter[int] = Counter()
+    for payload in payloads:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            counts[ciphertext_version(base64.b64decode(payload["email"]))] += 1
+    return counts
+
+
+register_usage_counter(KeyPurpose.DATA, _reset_seals_per_version)
 
 
 @job_handler(RESET_JOB, max_attempts=5)
