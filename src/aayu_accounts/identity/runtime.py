@@ -31,6 +31,7 @@ from aayu_accounts.identity.throttle import (
     ThrottleStore,
     build_throttle_store,
 )
+from aayu_accounts.kit.redis_client import create_redis
 
 SeatCheck = Callable[[AsyncSession, str, str], Awaitable[None]]
 MembershipChanged = Callable[[AsyncSession, str], None]
@@ -69,11 +70,9 @@ class IdentityRuntime:
         hasher = PasswordHasher.from_settings(settings)
         await hasher.prepare()
         store = build_throttle_store(settings)
-        redis: Any = None
-        if settings.redis_url:
-            import redis.asyncio as redis_asyncio  # noqa: PLC0415 - only with Redis configured
-
-            redis = redis_asyncio.from_url(settings.redis_url)
+        # The shared client settings (socket and connect timeouts, no retries, health checks):
+        # a silent Redis makes a revocation's publish fail fast, never hang a request.
+        redis: Any = create_redis(settings)
         sessions = SessionCache(
             settings.session_cache_seconds,
             redis=redis,
