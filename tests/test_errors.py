@@ -10,8 +10,9 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aayu_accounts.errors import PROBLEM_CONTENT_TYPE, Conflict
+from aayu_accounts.errors import PROBLEM_CONTENT_TYPE, Conflict, error_for_unexpected
 
 probe = APIRouter()
 
@@ -140,3 +141,10 @@ async def test_request_id_is_generated_when_missing_or_invalid(client: httpx.Asy
     assert len(generated) >= 16
     bad = (await client.get("/health", headers={"x-request-id": "bad id\nwith newline"})).headers
     assert bad["x-request-id"] != "bad id\nwith newline"
+
+
+def test_starlettes_413_raised_outside_the_routes_is_still_a_413() -> None:
+    """The body limit raises Starlette's 413 from ``receive``; a middleware that reads the body
+    (outside the routes' handlers) must still answer 413, not an unexpected 500."""
+    answer = error_for_unexpected(StarletteHTTPException(status_code=413))
+    assert (answer.status, answer.code) == (413, "payload_too_large")

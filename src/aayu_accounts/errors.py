@@ -237,6 +237,10 @@ def error_for_unexpected(exc: BaseException) -> AppError:
         # Raised where the app's handlers do not reach (a middleware, e.g. the rate limiter
         # meeting an open Redis breaker): it already says what to answer.
         return exc
+    if isinstance(exc, StarletteHTTPException) and exc.status_code in _HTTP_STATUS_ERRORS:
+        # The same, in Starlette's words: the body limit's 413 raised from a read that a
+        # middleware (not a route) made, e.g. the signature check hashing the body.
+        return _HTTP_STATUS_ERRORS[exc.status_code]()
     if _is_dependency_outage(exc):
         log.error("request.dependency_unavailable", error=type(exc).__name__)
         return DependencyUnavailable("Please retry shortly.")
