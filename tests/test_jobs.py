@@ -233,6 +233,34 @@ async def test_worker_loop_runs_jobs_and_stops(committing_db: Database) -> None:
     assert calls == [{"n": 4}]
 
 
+async def test_a_commit_during_a_poll_is_not_lost(committing_db: Database) -> None:
+    # The wake-up of a commit that lands while the worker is polling (its claim saw nothing
+    # yet) must survive the poll; before, it was cleared after it and the job waited a whole
+    # poll interval (here an hour).
+    class CommitDuringPoll(Worker):
+        async def run_once(self) -> int:
+            ran = await super().run_once()
+            if not calls and not getattr(self, "committed", False):
+                self.committed = True
+                async with self.db.session_scope() as session:
+                    await enqueue(session, "test.record", {"n": 6})
+            return ran
+
+    worker = CommitDuringPoll(committing_db, poll_seconds=3600)
+    committing_db.on_jobs_committed(worker.wake)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(worker.run_forever(stop))
+    try:
+        for _ in range(250):
+            if calls:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, timeout=5)
+    assert calls == [{"n": 6}]
+
+
 async def test_serve_runs_the_worker_in_process_by_default(
     settings: Settings, committing_db: Database, keyring: Keyring
 ) -> None:

@@ -225,12 +225,15 @@ class Worker:
     async def run_forever(self, stop: asyncio.Event) -> None:
         log.info("worker.started", worker_id=self.worker_id)
         while not stop.is_set():
+            # Cleared before the poll, not after: a commit that lands while the poll runs
+            # (its claim saw nothing yet) leaves the event set, so the next poll starts at once
+            # instead of a whole interval later.
+            self._wake.clear()
             try:
                 await self.run_once()
             except Exception:
                 # A database outage must not kill the loop; the next poll tries again.
                 log.exception("worker.poll_failed")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_seconds):
                     await _first_of(self._wake, stop)
