@@ -99,6 +99,50 @@ async def test_streamed_oversized_body_without_length_is_413(
     assert_problem(response, 413, "payload_too_large")
 
 
+@pytest.mark.parametrize(
+    ("path", "streamed"),
+    [
+        ("/api/v1/auth/login", False),  # a JSON endpoint
+        ("/api/v1/auth/login", True),
+        ("/api/v1/service/usage", False),  # signed: the signature check reads the body first
+        ("/api/v1/service/usage", True),
+        ("/sign-in", False),  # a console form: refused before any page is reached
+        ("/no/such/route", False),
+    ],
+)
+async def test_a_two_mebibyte_body_is_413_wherever_it_is_sent(
+    client: httpx.AsyncClient, path: str, streamed: bool
+) -> None:
+    body = b"x" * (2 * 1024 * 1024)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    response = await client.post(
+        path,
+        content=chunks() if streamed else body,
+        headers={"content-type": "application/json"},
+    )
+    assert_problem(response, 413, "payload_too_large")
+
+
+async def test_a_streamed_body_without_length_is_judged_where_it_is_read(
+    client: httpx.AsyncClient,
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(32):
+            yield b"x" * 65536
+
+    # Nobody reads a body sent to an unknown route: it is a 404, as any request there.
+    assert_problem(await client.post("/no/such/route", content=chunks()), 404, "not_found")
+    # A console page answers the browser with its own page, with the same status.
+    page = await client.post(
+        "/sign-in", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert page.status_code == 413
+
+
 async def test_malformed_json_is_400(client: httpx.AsyncClient, probed: FastAPI) -> None:
     response = await client.post(
         "/_probe/echo", content=b'{"name": ', headers={"content-type": "application/json"}
