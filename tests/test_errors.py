@@ -143,6 +143,22 @@ async def test_a_streamed_body_without_length_is_judged_where_it_is_read(
     assert page.status_code == 413
 
 
+@pytest.mark.parametrize(("method", "path"), [("GET", "/api/v1/auth/login"), ("PUT", "/ready")])
+async def test_wrong_method_on_real_routes_is_405_problem(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    assert_problem(await client.request(method, path), 405, "method_not_allowed")
+
+
+async def test_malformed_json_on_a_real_endpoint_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/login",
+        content=b'{"email": "a@b.example", ',
+        headers={"content-type": "application/json"},
+    )
+    assert_problem(response, 400, "malformed_json")
+
+
 async def test_malformed_json_is_400(client: httpx.AsyncClient, probed: FastAPI) -> None:
     response = await client.post(
         "/_probe/echo", content=b'{"name": ', headers={"content-type": "application/json"}
