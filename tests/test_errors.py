@@ -143,11 +143,16 @@ async def test_a_streamed_body_without_length_is_judged_where_it_is_read(
     assert page.status_code == 413
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/api/v1/auth/login"), ("PUT", "/ready")])
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("GET", "/api/v1/auth/login", "POST"), ("PUT", "/ready", "GET")],
+)
 async def test_wrong_method_on_real_routes_is_405_problem(
-    client: httpx.AsyncClient, method: str, path: str
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
 ) -> None:
-    assert_problem(await client.request(method, path), 405, "method_not_allowed")
+    response = await client.request(method, path)
+    assert_problem(response, 405, "method_not_allowed")
+    assert allowed in response.headers["allow"]
 
 
 async def test_malformed_json_on_a_real_endpoint_is_400(client: httpx.AsyncClient) -> None:
