@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select
 
 from aayu_accounts.audit.service import Actor
 from aayu_accounts.db import Database
@@ -94,11 +94,10 @@ async def test_tampering_with_the_new_store_is_reported_without_personal_data(
         await service.put_document(session, ctx, owner, "extra", {"a": 1}, actor=ACTOR)
     await Worker(db).run_once()
     async with db.session_scope() as session:
-        await session.execute(
-            update(UserDocument)
-            .where(UserDocument.key == "notes")
-            .values(document={"text": "tampered", "v": 1})
-        )
+        # Someone with the keys rewrites the sealed content behind the service's back.
+        row = await session.scalar(select(UserDocument).where(UserDocument.key == "notes"))
+        assert row is not None
+        row.content = json.dumps({"text": "tampered", "v": 1})
     await ctx.legacy_store.delete(owner.subject, "extra")
     async with db.session_scope(write=False) as session:
         report = await reconcile(session, ctx.legacy_store)

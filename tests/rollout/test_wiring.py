@@ -17,4 +17,4 @@ async def test_worker_runs_the_schedule_and_the_monitor(
             ran = await scheduler.tick()
         finally:
             await scheduler.elector.release()
-    assert ran == ["rollout.flag_schedule", "rollout.auto_rollback"]
+    assert ran == ["rollout.flag_schedule", "rollout.seal_documents", "rollout.auto_rollback"]

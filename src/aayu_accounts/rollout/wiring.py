@@ -26,13 +26,25 @@ from aayu_accounts.rollout.settings import RolloutSettings
 
 # Imported for its job handler (shadow copies) to be registered.
 from aayu_accounts.rollout.shadow import tasks as shadow_tasks  # noqa: F401
+from aayu_accounts.rollout.user_data.repository import SEAL_BATCH, seal_plaintext_documents
 
 SCHEDULE_PERIOD_SECONDS = 15.0
+SEAL_PERIOD_SECONDS = 60.0
 
 
 async def apply_flag_schedule(db: Database) -> None:
     async with db.session_scope() as session:
         await flag_service.apply_due_steps(session)
+
+
+async def seal_documents(db: Database) -> None:
+    """Seal the documents left in plaintext by versions before migration 0011, a batch at a
+    time until none is left (then each run is one empty query)."""
+    while True:
+        async with db.session_scope() as session:
+            sealed = await seal_plaintext_documents(session)
+        if sealed < SEAL_BATCH:
+            return
 
 
 class RuntimeOutcomes:
@@ -54,6 +66,7 @@ def periodic_registration(runtime: FlagRuntime) -> Callable[[Scheduler, Settings
     def register(scheduler: Scheduler, _settings: Settings) -> None:
         """Leader-only duties of the rollout: the flag schedule and the auto-rollback."""
         scheduler.every(SCHEDULE_PERIOD_SECONDS, "rollout.flag_schedule", apply_flag_schedule)
+        scheduler.every(SEAL_PERIOD_SECONDS, "rollout.seal_documents", seal_documents)
         if not runtime.rollout.auto_rollback_enabled:
             return
         monitors: dict[int, AutoRollbackMonitor] = {}

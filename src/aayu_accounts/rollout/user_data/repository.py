@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -10,6 +11,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aayu_accounts.kit import clock
 from aayu_accounts.models.legacy_user_link import LegacyUserLink
 from aayu_accounts.models.user_document import UserDocument
+
+
+def document_of(row: UserDocument) -> dict[str, Any]:
+    """The row's document: the sealed content, or a not yet sealed row's plaintext."""
+    if row.document_ciphertext is not None:
+        content = row.content
+        assert content is not None
+        document: dict[str, Any] = json.loads(content)
+        return document
+    return dict(row.document or {})
+
+
+def seal_document(row: UserDocument, document: dict[str, Any]) -> None:
+    """Store ``document`` sealed in ``row`` (and drop any plaintext it had)."""
+    row.content = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    row.document = None
 
 
 class DatabaseDocumentStore:
@@ -27,11 +44,10 @@ class DatabaseDocumentStore:
         return list(rows.all())
 
     async def get(self, subject: str, key: str) -> dict[str, Any] | None:
-        return await self.session.scalar(
-            select(UserDocument.document).where(
-                UserDocument.subject == subject, UserDocument.key == key
-            )
+        row = await self.session.scalar(
+            select(UserDocument).where(UserDocument.subject == subject, UserDocument.key == key)
         )
+        return None if row is None else document_of(row)
 
     async def put(self, subject: str, key: str, document: dict[str, Any]) -> None:
         row = await self.session.scalar(
@@ -41,14 +57,10 @@ class DatabaseDocumentStore:
         )
         now = clock.now()
         if row is None:
-            self.session.add(
-                UserDocument(
-                    subject=subject, key=key, document=document, created_at=now, updated_at=now
-                )
-            )
-        else:
-            row.document = document
-            row.updated_at = now
+            row = UserDocument(subject=subject, key=key, created_at=now)
+            self.session.add(row)
+        seal_document(row, document)
+        row.updated_at = now
         await self.session.flush()
 
     async def delete(self, subject: str, key: str) -> bool:
@@ -74,3 +86,24 @@ async def user_of_legacy_subject(session: AsyncSession, subject: str) -> str | N
     return await session.scalar(
         select(LegacyUserLink.user_id).where(LegacyUserLink.legacy_subject == subject)
     )
+
+
+SEAL_BATCH = 200
+
+
+async def seal_plaintext_documents(session: AsyncSession, *, limit: int = SEAL_BATCH) -> int:
+    """Seal up to ``limit`` documents still stored in plaintext (rows written before migration
+    0011); how many were sealed. Each row is locked so a concurrent write is not undone."""
+    rows = (
+        await session.scalars(
+            select(UserDocument)
+            .where(UserDocument.document_ciphertext.is_(None))
+            .order_by(UserDocument.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    for row in rows:
+        seal_document(row, dict(row.document or {}))
+    await session.flush()
+    return len(rows)
