@@ -11,6 +11,7 @@ from aayu_accounts.crypto.keyring import KeyPurpose, get_keyring
 from aayu_accounts.crypto.keyring.usage import rows_per_version
 from aayu_accounts.db import Database
 from aayu_accounts.kit.clock import FrozenClock
+from aayu_accounts.models import Base
 from tests.identity.accounts.helpers import (
     emails_to,
     login,
@@ -275,7 +276,8 @@ async def test_a_queued_reset_counts_as_a_use_of_its_data_key(
 
     async def uses() -> Counter[int]:
         async with db.session_scope(write=False) as session:
-            return await rows_per_version(session, KeyPurpose.DATA)
+            # The application's tables only (other tests register sample models too).
+            return await rows_per_version(session, KeyPurpose.DATA, Base.metadata)
 
     before = await uses()
     await client.post(
