@@ -128,3 +128,28 @@ async def test_flags_are_evaluated_for_the_caller(signer: SigningClient, account
     flags = response.json()["flags"]
     assert set(flags) >= {"NEW_AUTH", "NEW_DATABASE", "BILLING", "SHADOW_WRITES", "FALLBACK"}
     assert all(isinstance(v, bool) for v in flags.values())
+
+
+async def test_a_stale_snapshot_answers_off_for_the_new_path_over_http(
+    app: FastAPI, db: Database, signer: SigningClient, account: Account
+) -> None:
+    """An instance whose flag snapshot is older than its bound tells the scribe app "legacy":
+    the new-path flags read off whatever the configuration says, the others are unchanged."""
+    async with db.session_scope() as session:
+        for key in ("NEW_AUTH", "NEW_DATABASE", "SHADOW_WRITES"):
+            await flag_service.update_flag(
+                session, key, FlagUpdate(enabled=True, rollout_percent=100), actor=Actor.system("t")
+            )
+    runtime = app.state.flag_runtime
+    await runtime.reload(source="test")
+    ask = {"user_id": account.user_id, "org_id": account.org_id}
+    fresh = (await signer.post(FLAGS, ask)).json()["flags"]
+    assert fresh["NEW_AUTH"] is fresh["NEW_DATABASE"] is fresh["SHADOW_WRITES"] is True
+    bound = runtime.store.max_staleness_seconds
+    runtime.store.max_staleness_seconds = -1.0  # older than any bound: stale now
+    try:
+        stale = (await signer.post(FLAGS, ask)).json()["flags"]
+    finally:
+        runtime.store.max_staleness_seconds = bound
+    assert stale["NEW_AUTH"] is stale["NEW_DATABASE"] is False
+    assert stale["SHADOW_WRITES"] is True
