@@ -41,6 +41,8 @@ class Outcome:
     ended: float
     status: int
     code: str | None
+    # Whether the database breaker was open (with time left) when the request began.
+    breaker_open: bool = False
 
     @property
     def seconds(self) -> float:
@@ -64,8 +66,16 @@ async def own_database(tmp_path: Path) -> AsyncIterator[str]:
         await drop_pg_database(name)
 
 
+def _breaker_open_now() -> bool:
+    breaker = resilience.dependency("database")
+    left = breaker.opened_at + breaker.policy.breaker_reset_seconds - time.monotonic()
+    # With time to spare: the request meets the breaker a moment later, at its first session.
+    return breaker.state == "open" and left > 0.3
+
+
 async def _register(client: httpx.AsyncClient) -> Outcome:
     started = time.monotonic()
+    breaker_open = _breaker_open_now()
     response = await client.post(
         "/api/v1/auth/register",
         json={
@@ -76,7 +86,7 @@ async def _register(client: httpx.AsyncClient) -> Outcome:
         },
     )
     code = response.json().get("code") if response.status_code >= 400 else None
-    return Outcome(started, time.monotonic(), response.status_code, code)
+    return Outcome(started, time.monotonic(), response.status_code, code, breaker_open)
 
 
 def _clients(app: FastAPI, count: int) -> list[httpx.AsyncClient]:
@@ -187,8 +197,13 @@ async def test_database_outage_fails_fast_recovers_loses_nothing_and_alerts(
         # No request outlived its timeouts (a hung ping: statement timeout, then a connect).
         worst = settings.db_statement_timeout_seconds + settings.db_connect_timeout_seconds
         assert max(o.seconds for o in outage) < worst + 2.5  # margin for a loaded CI machine
-        # Once the breaker is open, refusals are immediate.
-        assert sorted(o.seconds for o in refused)[len(refused) // 2] < 0.25
+        # Once the breaker is open, refusals are immediate. (Judged on the requests that began
+        # while it was open: between its open spells the breaker lets trials through, and under
+        # a partition each trial waits out the connect timeout; how many trials fall into the
+        # window depends on the machine's load, not on the service.)
+        while_open = sorted(o.seconds for o in refused if o.breaker_open)
+        assert len(while_open) >= 4, outage
+        assert while_open[len(while_open) // 2] < 0.25, while_open
         # Recovery on its own: no restart, no operator.
         assert by_phase["after"]
         assert all(o.status == 202 for o in by_phase["after"])
