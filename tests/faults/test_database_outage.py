@@ -137,7 +137,7 @@ async def test_database_outage_fails_fast_recovers_loses_nothing_and_alerts(
         )
         app = create_app(settings)
         async with LifespanManager(app):
-            clients = _clients(app, 4)
+            clients = _clients(app, 5)
             outcomes: list[Outcome] = []
             stop = asyncio.Event()
 
@@ -146,12 +146,27 @@ async def test_database_outage_fails_fast_recovers_loses_nothing_and_alerts(
                     outcomes.append(await _register(client))
                     await asyncio.sleep(0.15)
 
-            workers = [asyncio.create_task(traffic(c)) for c in clients]
+            async def probe(client: httpx.AsyncClient) -> None:
+                # A request sent whenever the breaker is open with time left, whatever phase
+                # the traffic's clients are in (under a partition they can all be waiting out
+                # trials' timeouts just when the breaker is open).
+                while not stop.is_set() and not outage_over.is_set():
+                    if _breaker_open_now():
+                        outcomes.append(await _register(client))
+                        await asyncio.sleep(0.1)
+                    else:
+                        await asyncio.sleep(0.02)
+
+            outage_over = asyncio.Event()
+            workers = [asyncio.create_task(traffic(c)) for c in clients[:4]]
             await asyncio.sleep(1.0)
             cut_at = time.monotonic()
             proxy.cut(hang=hang)
+            prober = asyncio.create_task(probe(clients[4]))
             # A partition holds the first wave for its timeouts; then the open breaker answers.
-            await asyncio.sleep(6.0 if hang else 3.0)
+            await asyncio.sleep(8.0 if hang else 3.0)
+            outage_over.set()
+            await prober
             restored_at = time.monotonic()
             proxy.restore()
             # The breaker's reset (1 s) plus a health check (0.3 s) bound the recovery.
