@@ -104,15 +104,3 @@ def session_rules_of(
     what a new session needs to know, from the active memberships its sign-in reads anyway."""
     minutes = [o.idle_timeout_minutes for _, o in memberships if o.idle_timeout_minutes is not None]
     return (min(minutes) if minutes else None), any(o.require_mfa for _, o in memberships)
-
-
-async def shortest_idle_minutes(session: AsyncSession, user_id: str) -> int | None:
-    """The strictest idle timeout among the user's clinics (None: no clinic)."""
-    value = await session.scalar(
-        select(func.min(Organization.idle_timeout_minutes))
-        .select_from(Membership)
-        .join(Organization, Organization.id == Membership.org_id)
-        .where(Membership.user_id == user_id)
-        .where(Membership.active.is_(True))
-    )
-    return int(value) if value is not None else None
