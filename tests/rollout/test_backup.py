@@ -172,7 +172,7 @@ async def test_cache_purge_only_touches_this_deployment(settings: Settings) -> N
         await client.set(f"{settings.redis_prefix}a", "1")
         await client.set(f"{settings.redis_prefix}b", "1")
         await client.set(f"{other}keep", "1")
-        assert await cache.purge(settings.redis_url, settings.redis_prefix) == 2
+        assert await cache.purge(settings) == 2
         assert await client.get(f"{other}keep") == b"1"
     finally:
         await client.delete(f"{other}keep")

@@ -78,7 +78,7 @@ async def operator_change(
     try:
         with monkeypatch.context() as patched:
             patched.setattr(fanout, "_publishers", [])
-            async with fanout.redis_publishing(instance_settings.redis_url, channel):
+            async with fanout.redis_publishing(instance_settings, channel):
                 async with database.session_scope() as session:
                     await flag_service.update_flag(session, key, change, actor=OPERATOR)
                 committed = time.perf_counter()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +24,7 @@ from tests.fixtures.database import make_settings
 
 
 def run_cli(
-    *args: str, env: dict[str, str], cwd: Path, check: bool = True
+    *args: str, env: dict[str, str], cwd: Path, check: bool = True, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AAYU_LOG_LEVEL": "WARNING"}
     full_env.update(env)
@@ -30,7 +34,7 @@ def run_cli(
         text=True,
         env=full_env,
         cwd=cwd,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     if check:
@@ -111,6 +115,49 @@ async def test_flags_set_list_and_rollback(
     assert kind == "manual"
     assert actor.startswith("system:cli:")
     assert rollback_actors == [actor.removeprefix("system:")]
+
+
+@contextlib.contextmanager
+def silent_redis() -> Iterator[str]:
+    """A Redis address that takes connections and never answers: a partition, a frozen server.
+
+    The kernel completes the handshake from the listen backlog; nobody ever reads or writes.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    finally:
+        listener.close()
+
+
+@pytest.mark.committing
+async def test_rollback_and_flag_changes_finish_when_redis_does_not_answer(
+    settings: Settings, fresh_database_url: str, tmp_path: Path
+) -> None:
+    # The change commits first; announcing it on Redis is best effort (every instance polls
+    # the version too). A Redis that never answers costs the operator's rollback the Redis
+    # timeout; the change itself is never lost or refused for it.
+    env = cli_env(settings, fresh_database_url, tmp_path)
+    with silent_redis() as url:
+        env.update(
+            AAYU_REDIS_URL=url, AAYU_REDIS_PREFIX="silent:", AAYU_REDIS_TIMEOUT_SECONDS="0.5"
+        )
+        started = time.monotonic()
+        run_cli(
+            "flags", "set", "NEW_AUTH", "--on", "--percent", "10", env=env, cwd=tmp_path, timeout=45
+        )
+        result = json.loads(run_cli("rollback", "--json", env=env, cwd=tmp_path, timeout=45).stdout)
+        took = time.monotonic() - started
+        purge = run_cli("cache", "purge", env=env, cwd=tmp_path, check=False, timeout=45)
+    assert result["flags"]["NEW_AUTH"]["enabled"] is False
+    assert result["flags"]["FALLBACK"] == {"enabled": True, "rollout_percent": 100}
+    assert took < 40  # two interpreter start-ups and two half-second timeouts, under load
+    # Purging is the whole point of `cache purge`: it fails, with one line saying why.
+    assert purge.returncode != 0
+    assert len(purge.stderr.strip().splitlines()) == 1, purge.stderr
+    assert "Timeout" in purge.stderr or "timed out" in purge.stderr.lower(), purge.stderr
 
 
 @pytest.mark.committing

@@ -124,7 +124,7 @@ async def test_rollback_reaches_two_server_processes_within_a_second(
 
             channel = fanout.redis_channel(settings.redis_prefix, "flags")
             async with (
-                fanout.redis_publishing(settings.redis_url, channel),
+                fanout.redis_publishing(settings, channel),
                 db.session_scope() as session,
             ):
                 _, version = await incident_service.rollback(

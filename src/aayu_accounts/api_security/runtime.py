@@ -28,6 +28,7 @@ from aayu_accounts.api_security.settings import ApiSecuritySettings
 from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
 from aayu_accounts.identity.deps import optional_session
+from aayu_accounts.kit.redis_client import create_redis
 
 log = structlog.get_logger(__name__)
 
@@ -52,14 +53,8 @@ class ApiSecurityRuntime:
         redis: Any = None
         fallback = MemoryNonceStore()
         nonces: NonceStore = fallback
-        if settings.redis_url:
-            import redis.asyncio as redis_asyncio  # noqa: PLC0415 - only with Redis configured
-
-            redis = redis_asyncio.Redis.from_url(
-                settings.redis_url,
-                socket_timeout=security.redis_timeout_seconds,
-                socket_connect_timeout=security.redis_timeout_seconds,
-            )
+        redis = create_redis(settings)
+        if redis is not None:
             nonces = RedisNonceStore(
                 redis,
                 settings.redis_prefix,

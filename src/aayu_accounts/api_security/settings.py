@@ -42,7 +42,6 @@ class ApiSecuritySettings(BaseSettings):
     rate_limit_fallback_divisor: int = Field(default=4, ge=1)
     # After a Redis failure, how long to use in-process limits before trying Redis again.
     redis_retry_seconds: float = Field(default=5.0, gt=0)
-    redis_timeout_seconds: float = Field(default=0.25, gt=0)
 
     # Signed service requests (API.md): clock skew accepted either way, nonce memory.
     signature_window_seconds: int = Field(default=300, ge=30, le=3600)

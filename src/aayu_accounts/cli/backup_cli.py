@@ -91,5 +91,5 @@ def purge() -> None:
     if not current.redis_url:
         typer.echo("no Redis configured: in-process caches end with their process")
         return
-    removed = asyncio.run(cache.purge(current.redis_url, current.redis_prefix))
+    removed = asyncio.run(cache.purge(current))
     typer.echo(f"purged {removed} keys under {current.redis_prefix!r}")

@@ -70,7 +70,7 @@ async def _change(db: Database, key: str, change: FlagUpdate, *, create: bool) -
     current = settings()
     channel = fanout.redis_channel(current.redis_prefix, RolloutSettings().flag_channel)
     # Session innermost: it commits first, then the publisher flushes the announcement.
-    async with fanout.redis_publishing(current.redis_url, channel), db.session_scope() as session:
+    async with fanout.redis_publishing(current, channel), db.session_scope() as session:
         return await flag_service.update_flag(
             session, key, change, actor=operator(), create_missing=create
         )

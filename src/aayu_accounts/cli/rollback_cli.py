@@ -33,7 +33,7 @@ def rollback(
     async def work(db: Database) -> dict[str, Any]:
         started = time.perf_counter()
         async with (
-            fanout.redis_publishing(current.redis_url, channel),
+            fanout.redis_publishing(current, channel),
             db.session_scope() as session,
         ):
             incident, version = await incident_service.rollback(

@@ -4,7 +4,9 @@ redis-py would otherwise wait on a dead socket for as long as the OS lets it; ev
 here gives up after the policy's timeout, so a Redis outage costs a request half a second at
 most, and callers (throttle, rate limits, flag fan-out) fall back to in-process state.
 Retries and the breaker belong to :func:`aayu_accounts.kit.resilience.dependency` ("redis"),
-so they are not repeated inside the client.
+so they are not repeated inside the client (redis-py's default would retry three times with
+backoff of up to seconds, on every command). Every Redis client of the service, server or CLI,
+comes from here.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ def create_redis(settings: Settings, url: str | None = None) -> Redis | None:
     target = url or settings.redis_url
     if not target:
         return None
-    timeout = dependency(REDIS).policy.timeout_seconds
+    # The setting the Redis policy is configured from; read here so a CLI command, which
+    # configures no policies, gets the same timeouts as the server.
+    timeout = settings.redis_timeout_seconds
     client: Redis = Redis.from_url(
         target,
         socket_timeout=timeout,

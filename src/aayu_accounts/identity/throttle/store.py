@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from aayu_accounts.config import Settings
 from aayu_accounts.kit import clock
+from aayu_accounts.kit.redis_client import create_redis
 from aayu_accounts.observability import metrics
 
 log = structlog.get_logger(__name__)
@@ -314,11 +315,7 @@ def build_throttle_store(settings: Settings, redis: Redis | None = None) -> Thro
     """Redis-backed (with in-process fallback) when ``redis_url`` is set, else in-process."""
     if redis is None and settings.redis_url:
         # Short timeouts: a sign-in waiting on a sick Redis is worse than one counted locally.
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout_seconds,
-            socket_connect_timeout=settings.redis_timeout_seconds,
-        )
+        redis = create_redis(settings)
     if redis is None:
         return MemoryStore()
     return FallbackStore(

@@ -7,15 +7,20 @@ so other deployments sharing the Redis server are left alone.
 
 from __future__ import annotations
 
+from aayu_accounts.config import Settings
+from aayu_accounts.kit.redis_client import create_redis
+
 BATCH = 500
 
 
-async def purge(redis_url: str, prefix: str) -> int:
-    import redis.asyncio as redis_asyncio  # noqa: PLC0415 - only with Redis configured
-
+async def purge(settings: Settings) -> int:
+    """Unlink every key under the deployment's prefix; returns how many were removed."""
+    prefix = settings.redis_prefix
     if not prefix:
         raise ValueError("refusing to purge without a key prefix")
-    client = redis_asyncio.Redis.from_url(redis_url)
+    client = create_redis(settings)
+    if client is None:
+        raise ValueError("no Redis configured")
     removed = 0
     try:
         batch: list[bytes] = []

@@ -22,6 +22,9 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from aayu_accounts.config import Settings
+from aayu_accounts.kit.redis_client import create_redis
+
 log = structlog.get_logger(__name__)
 
 PG_CHANNEL = "aayu_flags"
@@ -94,18 +97,18 @@ async def flush_pending_publishes() -> None:
 
 
 @contextlib.asynccontextmanager
-async def redis_publishing(redis_url: str | None, channel: str) -> AsyncIterator[None]:
+async def redis_publishing(settings: Settings, channel: str) -> AsyncIterator[None]:
     """For a process without a flag runtime (a CLI command): publish its changes on Redis.
 
     Waits for the publishes in flight before closing, so a command's change is announced
-    before the command exits.
+    before the command exits. A Redis that does not answer costs the command its timeout
+    (``AAYU_REDIS_TIMEOUT_SECONDS``), never a hang: the change is committed already, and
+    every instance's version poll picks it up.
     """
-    if not redis_url:
+    client = create_redis(settings)
+    if client is None:
         yield
         return
-    import redis.asyncio as redis_asyncio  # noqa: PLC0415 - only with Redis configured
-
-    client = redis_asyncio.Redis.from_url(redis_url)
 
     async def publish(version: int) -> None:
         await client.publish(channel, str(version))

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
+from aayu_accounts.kit.redis_client import create_redis
 from aayu_accounts.observability import metrics
 from aayu_accounts.rollout.flag import fanout, loader
 from aayu_accounts.rollout.flag.store import FlagStore
@@ -80,9 +81,7 @@ class FlagRuntime:
             self.listener_kind = "manual"
             return
         if self.settings.redis_url:
-            import redis.asyncio as redis_asyncio  # noqa: PLC0415 - only with Redis configured
-
-            self._redis = redis_asyncio.Redis.from_url(self.settings.redis_url)
+            self._redis = create_redis(self.settings)
             self._publisher = self._publish_redis
             fanout.register_publisher(self._publisher)
             self.listener_kind = "redis"
