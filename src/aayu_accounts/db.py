@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from fastapi import Depends, Request
@@ -30,6 +30,8 @@ from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.pool import StaticPool
 
 from aayu_accounts.config import Settings
+
+T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
@@ -125,6 +127,28 @@ def read_only_options(session: AsyncSession) -> dict[str, Any]:
     if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql":
         return _AUTOCOMMIT
     return {}
+
+
+async def read_before_writing(session: AsyncSession, read: Callable[[], Awaitable[T]]) -> T:
+    """Run ``read`` on a write session in a transaction of its own that is over on return.
+
+    For units of work that read, then do something slow (an Argon2id hash), then write: on
+    SQLite a write session begins ``IMMEDIATE`` and would hold the one write lock across the
+    slow part; here the read begins ``DEFERRED`` (a WAL reader takes no lock) and is rolled
+    back at once, and on PostgreSQL one SELECT runs in autocommit (no BEGIN and ROLLBACK
+    round trips). The caller's write transaction begins with its first write-side statement.
+    When the session already holds changes, its transaction is kept and only the read runs.
+    ``read`` must return plain values: ORM objects it loads are expired by the rollback.
+    """
+    pending = bool(session.new or session.dirty or session.deleted)
+    if not pending and not session.in_transaction():
+        await session.connection(
+            execution_options={"sqlite_begin": "DEFERRED", **read_only_options(session)}
+        )
+    result = await read()
+    if not pending:
+        await session.rollback()
+    return result
 
 
 class ReadOnlyWrite(RuntimeError):

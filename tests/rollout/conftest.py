@@ -6,13 +6,21 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from aayu_accounts import migrate
 from aayu_accounts.audit.service import Actor
 from aayu_accounts.db import Database, create_engine
+from aayu_accounts.identity.password.hasher import PasswordHasher
 from aayu_accounts.rollout.flag import service as flag_service
 from tests.fixtures.database import create_pg_database, drop_pg_database, make_settings
+
+
+@pytest.fixture
+def hasher() -> PasswordHasher:
+    # Cheap parameters: these tests are about migrating and routing, not Argon2's cost.
+    return PasswordHasher(memory_kib=1024, time_cost=1, parallelism=1)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

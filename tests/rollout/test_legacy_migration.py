@@ -31,12 +31,6 @@ from aayu_accounts.rollout.legacy_migration.service import (
 ACTOR = Actor.system("test")
 
 
-@pytest.fixture
-def hasher() -> PasswordHasher:
-    # Cheap parameters: these tests are about the migration, not Argon2's cost.
-    return PasswordHasher(memory_kib=1024, time_cost=1, parallelism=1)
-
-
 def credential_file(tmp_path: Path, users: list[dict[str, str]]) -> Path:
     path = tmp_path / "legacy-auth.json"
     path.write_text(json.dumps({"users": users}))

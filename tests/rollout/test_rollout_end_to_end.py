@@ -93,6 +93,7 @@ async def sign_in(app: FastAPI, username: str, password: str) -> str:
             ctx,
             username,
             password,
+            hasher=app.state.identity.hasher,
             new_path=broken_new_path,
             accept=accept,
             reject=reject,

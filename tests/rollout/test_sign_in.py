@@ -8,6 +8,7 @@ import pytest
 
 from aayu_accounts.db import Database
 from aayu_accounts.errors import Unauthenticated
+from aayu_accounts.identity.password.hasher import PasswordHasher
 from aayu_accounts.models.legacy_user_link import LegacyUserLink
 from aayu_accounts.models.user import User
 from aayu_accounts.rollout.context import RolloutContext
@@ -23,7 +24,12 @@ from aayu_accounts.rollout.outcomes import RoutePath
 from aayu_accounts.rollout.path_router import PathRouter
 from aayu_accounts.rollout.sign_in import route_sign_in
 
-CREDENTIALS = '{"users": [{"username": "drmehta", "password": "scribe-2024"}]}'
+CREDENTIALS = """{"users": [
+    {"username": "drmehta", "password": "scribe-2024"},
+    {"username": "drnew", "password": "scribe-2023", "email": "new@clinic.example"}
+]}"""
+# Cheap parameters: these tests are about routing, not Argon2's cost.
+HASHER = PasswordHasher(memory_kib=1024, time_cost=1, parallelism=1)
 
 
 def context(tmp_path: Path, *flags: FlagDefinition) -> RolloutContext:
@@ -73,6 +79,7 @@ async def sign_in(db: Database, ctx: RolloutContext, identity: Identity, passwor
             ctx,
             "drmehta",
             password,
+            hasher=HASHER,
             new_path=identity.new_path,
             accept=identity.accept,
             reject=identity.reject,
@@ -105,6 +112,7 @@ async def test_flag_on_uses_the_new_store_and_falls_back(db: Database, tmp_path:
             ctx,
             "drmehta",
             "scribe-2024",
+            hasher=HASHER,
             new_path=broken.new_path,
             accept=broken.accept,
             reject=broken.reject,
@@ -123,9 +131,46 @@ async def test_people_outside_the_v25_list_always_use_the_new_store(
             context(tmp_path),
             "someone@clinic.example",
             "pw",
+            hasher=HASHER,
             new_path=identity.new_path,
             accept=identity.accept,
             reject=identity.reject,
         )
     assert result == "session:new"
     assert decision is None
+
+
+async def test_a_first_sign_in_is_checked_against_v25_whatever_the_flags(
+    db: Database, tmp_path: Path
+) -> None:
+    # Not migrated yet: the new store does not know the password, so NEW_AUTH at 100 % still
+    # checks the v2.5 list, and the match creates the account (just-in-time migration).
+    new_auth = FlagDefinition("NEW_AUTH", enabled=True, rollout_percent=100)
+    identity = Identity()
+    ctx = context(tmp_path, new_auth)
+
+    async def first(password: str) -> str:
+        async with db.session_scope() as session:
+            result, _ = await route_sign_in(
+                session,
+                ctx,
+                "new@clinic.example",
+                password,
+                hasher=HASHER,
+                new_path=identity.new_path,
+                accept=identity.accept,
+                reject=identity.reject,
+            )
+        return result
+
+    with pytest.raises(Unauthenticated):
+        await first("wrong")
+    result = await first("scribe-2023")
+    assert identity.calls == ["legacy-accept"]
+    async with db.session_scope(write=False) as session:
+        link = await session.get(LegacyUserLink, legacy_subject("drnew"))
+        assert link is not None
+        assert result == f"session:{link.user_id}"
+    # Migrated now: from here on NEW_AUTH decides, and at 100 % that is the new store.
+    assert await first("anything") == "session:new"
+    assert identity.calls == ["legacy-accept", "new"]

@@ -184,6 +184,10 @@ LEGACY_USERS_MIGRATED = Gauge(
     "Share of v2.5 users present in the new identity store",
     multiprocess_mode="mostrecent",
 )
+LEGACY_USERS_MIGRATED_AT_SIGN_IN = Counter(
+    "aayu_legacy_users_migrated_at_sign_in_total",
+    "v2.5 users whose identity account was created at their first sign-in",
+)
 AUTO_ROLLBACK_VERDICTS = Counter(
     "aayu_auto_rollback_verdicts_total",
     "Monitor evaluations per capability, window and verdict (ok, breach, inconclusive)",

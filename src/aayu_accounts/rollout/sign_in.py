@@ -10,10 +10,15 @@ Identity's login calls :func:`route_sign_in` with three callbacks of its own:
 
 * ``new_path()``: its usual login (Argon2id, throttling, MFA);
 * ``accept(user_id)``: issue a session for that identity user (the v2.5 password matched);
-* ``reject()``: its usual "invalid credentials" answer.
+* ``reject()``: its usual "invalid credentials" answer;
 
-A v2.5 user who was not migrated yet has no identity user: the legacy check still runs (same
-cost), and the sign-in is refused, because there is no account to open a session on.
+and its password hasher, for a first sign-in that creates the account.
+
+A v2.5 user who was not migrated yet has no identity user: their first sign-in is checked
+against the v2.5 list whatever the flags (the only place their password is known), and when it
+matches, their account is created there and then, as ``migrate legacy-users`` would have made
+it (just-in-time migration, see ``legacy_migration.migrate_at_sign_in``). A v2.5 user the
+command would skip (no email, or an address another account owns) is refused, as before.
 """
 
 from __future__ import annotations
@@ -23,7 +28,11 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aayu_accounts.db import read_before_writing
+from aayu_accounts.identity.password.hasher import PasswordHasher
+from aayu_accounts.observability import metrics
 from aayu_accounts.rollout.context import RolloutContext
+from aayu_accounts.rollout.legacy_migration.service import migrate_at_sign_in, migrated_share
 from aayu_accounts.rollout.outcomes import Capability
 from aayu_accounts.rollout.path_router import Decision
 from aayu_accounts.rollout.user_data import repository
@@ -37,6 +46,7 @@ async def route_sign_in(
     identifier: str,
     password: str,
     *,
+    hasher: PasswordHasher,
     new_path: Callable[[], Awaitable[T]],
     accept: Callable[[str], Awaitable[T]],
     reject: Callable[[], Awaitable[T]],
@@ -46,14 +56,26 @@ async def route_sign_in(
     if legacy_user is None:
         return await new_path(), None
     subject = legacy_user.subject
-    user_id = await repository.user_of_legacy_subject(session, subject)
+    # Read and released: a first sign-in hashes the password before it writes (see
+    # ``migrate_at_sign_in``), and a refusal costs an Argon2id check, neither under a lock.
+    user_id = await read_before_writing(
+        session, lambda: repository.user_of_legacy_subject(session, subject)
+    )
     decision = ctx.router.decide(Capability.AUTH, subject, has_legacy=True)
 
     async def legacy() -> T:
         verified = ctx.legacy_credentials.verify(identifier, password)
-        if verified is None or user_id is None:
+        if verified is None:
             return await reject()
-        return await accept(user_id)
+        account = user_id
+        if account is None:
+            account = await migrate_at_sign_in(session, hasher, verified, password)
+            if account is not None:
+                users = ctx.legacy_credentials.users()
+                metrics.LEGACY_USERS_MIGRATED.set(await migrated_share(session, users))
+        if account is None:
+            return await reject()
+        return await accept(account)
 
     if user_id is None:
         # Not migrated: the new store cannot know this person yet.

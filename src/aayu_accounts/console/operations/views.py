@@ -48,7 +48,7 @@ from aayu_accounts.rollout.flag.runtime import FlagRuntime
 from aayu_accounts.rollout.flag.schemas import FlagUpdate, FlagView, ScheduleStepIn, TargetList
 from aayu_accounts.rollout.incident import service as incident_service
 from aayu_accounts.rollout.incident.schemas import IncidentView
-from aayu_accounts.rollout.legacy_migration.service import LegacyEntry, migrated_share
+from aayu_accounts.rollout.legacy_migration.service import migrated_share
 from aayu_accounts.rollout.wiring import RuntimeOutcomes
 
 router = APIRouter()
@@ -93,8 +93,7 @@ async def _migration(request: Request, session: AsyncSession) -> tuple[float | N
     users = context.legacy_credentials.users()
     if not users:
         return None, 0
-    entries = [LegacyEntry(u.username, u.email, u.full_name, password="") for u in users]
-    return await migrated_share(session, entries), len(entries)
+    return await migrated_share(session, users), len(users)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.service import Actor, record
 from aayu_accounts.config import Settings
 from aayu_accounts.crypto.field_encryption import normalize_email
-from aayu_accounts.db import read_only_options
+from aayu_accounts.db import read_before_writing
 from aayu_accounts.errors import AppError, NotFound
 from aayu_accounts.identity import mfa
 from aayu_accounts.identity.auth_session import repository
@@ -276,7 +276,14 @@ async def login(
     if rollout is None:
         return await new_path()
     outcome, _decision = await route_sign_in(
-        session, rollout, email, password, new_path=new_path, accept=accept, reject=reject
+        session,
+        rollout,
+        email,
+        password,
+        hasher=rt.hasher,
+        new_path=new_path,
+        accept=accept,
+        reject=reject,
     )
     return outcome
 
@@ -342,26 +349,14 @@ _NO_SUCH_USER = "00000000-0000-0000-0000-000000000000"
 
 
 async def _look_up_for_sign_in(session: AsyncSession, email: str) -> tuple[str | None, str | None]:
-    """(user id, password hash) for ``email``, read in a transaction that is over on return.
+    """(user id, password hash) for ``email``, read in a transaction that is over on return,
+    so the connection (and on SQLite the write lock) is free while the hash is verified."""
 
-    On SQLite the read begins ``DEFERRED`` (a reader in WAL mode takes no lock), and ending it
-    (a rollback: nothing was written) releases the connection before the hash is verified.
-    When the session already holds changes (it never does on the sign-in paths) its
-    transaction is kept and only the read happens.
-    """
-    pending = bool(session.new or session.dirty or session.deleted)
-    if not pending and not session.in_transaction():
-        # One SELECT needs no transaction of its own: on PostgreSQL it runs in autocommit (no
-        # BEGIN and ROLLBACK round trips; read committed gives a lone statement the same
-        # snapshot either way). SQLite ignores the level and begins DEFERRED.
-        await session.connection(
-            execution_options={"sqlite_begin": "DEFERRED", **read_only_options(session)}
-        )
-    user = await user_repository.get_by_email(session, email)
-    found = (user.id, user.password_hash) if user is not None else (None, None)
-    if not pending:
-        await session.rollback()
-    return found
+    async def read() -> tuple[str | None, str | None]:
+        user = await user_repository.get_by_email(session, email)
+        return (user.id, user.password_hash) if user is not None else (None, None)
+
+    return await read_before_writing(session, read)
 
 
 async def _second_step_or_session(

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.audit.actions import AuditAction
@@ -34,7 +35,11 @@ from aayu_accounts.kit import clock
 from aayu_accounts.models.legacy_user_link import LegacyUserLink
 from aayu_accounts.models.user import User
 from aayu_accounts.observability import metrics
-from aayu_accounts.rollout.legacy.credentials import LegacyCredentialsInvalid, legacy_subject
+from aayu_accounts.rollout.legacy.credentials import (
+    LegacyCredentialsInvalid,
+    LegacyUser,
+    legacy_subject,
+)
 
 OUTCOMES = ("migrated", "already", "skipped_no_email", "conflict", "failed")
 
@@ -96,7 +101,13 @@ class MigrationReport:
 
 
 async def migrate_one(
-    session: AsyncSession, hasher: PasswordHasher, entry: LegacyEntry, *, actor: Actor
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    entry: LegacyEntry,
+    *,
+    actor: Actor,
+    via: str = "command",
+    password_hash: str | None = None,
 ) -> str:
     linked = await session.get(LegacyUserLink, entry.subject)
     if linked is not None:
@@ -109,7 +120,7 @@ async def migrate_one(
     user = User(
         email=entry.email,
         full_name=entry.full_name or entry.username,
-        password_hash=await hasher.hash(entry.password),
+        password_hash=password_hash or await hasher.hash(entry.password),
     )
     user.password_changed_at = now
     user.email_verified_at = now
@@ -124,12 +135,61 @@ async def migrate_one(
         actor=actor,
         target_type="user",
         target_id=user.id,
-        details={"outcome": "migrated"},
+        details={"outcome": "migrated", "via": via},
     )
     return "migrated"
 
 
-async def migrated_share(session: AsyncSession, entries: list[LegacyEntry]) -> float:
+# Who migrates a v2.5 user at their first sign-in, in the audit trail.
+SIGN_IN_ACTOR = Actor.system("legacy-sign-in")
+
+
+async def migrate_at_sign_in(
+    session: AsyncSession, hasher: PasswordHasher, user: LegacyUser, password: str
+) -> str | None:
+    """Just-in-time migration: ``password`` was just verified against the v2.5 list.
+
+    A v2.5 user nobody ran ``migrate legacy-users`` for yet gets their identity account
+    here, exactly as the command would have made it (Argon2id hash of the same password,
+    MFA enrollment required), so deploying this service before the batch migration locks
+    nobody out. Returns the identity user id, or None when the command would not link them
+    either (no email, or the address belongs to another account). Two first sign-ins at
+    once: the savepoint's loser finds the winner's link.
+    """
+    entry = LegacyEntry(
+        username=user.username, email=user.email, full_name=user.full_name, password=password
+    )
+    if entry.email is None:
+        return None
+    # Hashed before the first write, so no lock or transaction is held across Argon2id.
+    password_hash = await hasher.hash(password)
+    try:
+        async with session.begin_nested():
+            outcome = await migrate_one(
+                session,
+                hasher,
+                entry,
+                actor=SIGN_IN_ACTOR,
+                via="sign_in",
+                password_hash=password_hash,
+            )
+    except IntegrityError:
+        outcome = "raced"
+    if outcome == "migrated":
+        metrics.LEGACY_USERS_MIGRATED_AT_SIGN_IN.inc()
+    if outcome not in ("migrated", "already", "raced"):
+        return None
+    link = await session.get(LegacyUserLink, entry.subject, populate_existing=True)
+    return link.user_id if link is not None else None
+
+
+class HasSubject(Protocol):
+    @property
+    def subject(self) -> str: ...
+
+
+async def migrated_share(session: AsyncSession, entries: Sequence[HasSubject]) -> float:
+    """Share of ``entries`` (v2.5 users, from the file or the command) linked to an account."""
     if not entries:
         return 0.0
     subjects = [e.subject for e in entries]
