@@ -39,7 +39,7 @@ from aayu_accounts import migrate
 from aayu_accounts.config import Settings
 from aayu_accounts.db import create_engine
 from tests.email.smtp_server import RecordingHandler, smtp_server
-from tests.fixtures.database import create_pg_database, drop_pg_database
+from tests.fixtures.database import create_pg_database, drop_pg_database, server_test_env
 from tests.fixtures.services import (
     REDIS_URL,
     REQUIRE_SERVICES,
@@ -210,6 +210,7 @@ async def _serve(
         "AAYU_ARGON2_TIME_COST": "1",
         "AAYU_ALTCHA_MAX_NUMBER": "5000",
         "AAYU_LOG_LEVEL": "WARNING",
+        **server_test_env(),
     }
     log = (var_dir / "server.log").open("wb")
     process = subprocess.Popen(  # noqa: ASYNC220 - started once; it runs beside the tests

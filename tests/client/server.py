@@ -26,7 +26,12 @@ from aayu_accounts import migrate
 from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring.runtime import start_keyring
 from aayu_accounts.db import Database, create_engine
-from tests.fixtures.database import create_pg_database, drop_pg_database, make_settings
+from tests.fixtures.database import (
+    create_pg_database,
+    drop_pg_database,
+    make_settings,
+    server_test_env,
+)
 from tests.fixtures.services import REDIS_URL
 from tests.identity.accounts.helpers import Account, login, register, token_from_email
 
@@ -176,6 +181,7 @@ async def server_stack(backend: str, tmp_path: Path) -> AsyncIterator[ServerStac
         "AAYU_RUN_WORKER_IN_PROCESS": "false",
         "AAYU_ARGON2_MEMORY_KIB": "1024",
         "AAYU_ARGON2_TIME_COST": "1",
+        **server_test_env(),
     }
     if "redis_url" in extra:
         env["AAYU_REDIS_URL"] = str(extra["redis_url"])

@@ -41,7 +41,7 @@ from aayu_accounts.rollout.flag import service as flag_service
 from aayu_accounts.rollout.flag.schemas import FlagUpdate
 from aayu_accounts.rollout.incident import service as incident_service
 from aayu_accounts.rollout.legacy.credentials import legacy_subject
-from tests.fixtures.database import make_settings
+from tests.fixtures.database import make_settings, server_test_env
 
 OPERATOR = Actor.system("test-operator")
 
@@ -89,6 +89,7 @@ async def test_rollback_reaches_two_server_processes_within_a_second(
         "AAYU_SECRETS_DIR": str(tmp_path / "var" / "secrets"),
         "AAYU_RUN_WORKER_IN_PROCESS": "false",
         "AAYU_FLAG_POLL_SECONDS": "30",
+        **server_test_env(),
         "AAYU_LOG_LEVEL": "WARNING",
     }
     ports = [free_port(), free_port()]
@@ -256,6 +257,7 @@ async def test_monitor_rolls_back_two_server_processes_without_a_failed_sign_in(
         "AAYU_METRICS_TOKEN": METRICS_TOKEN,
         "AAYU_RATE_LIMIT_DEFAULT": "100000/minute",
         "AAYU_FLAG_POLL_SECONDS": "30",
+        **server_test_env(),
         "AAYU_JOB_POLL_SECONDS": "0.2",
         "AAYU_AUTO_ROLLBACK_INTERVAL_SECONDS": "0.5",
         "AAYU_AUTO_ROLLBACK_MIN_REQUESTS": "20",
