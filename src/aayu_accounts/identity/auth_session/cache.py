@@ -113,6 +113,10 @@ class SessionCache:
         self._channel = channel
         self._listener: asyncio.Task[None] | None = None
         self._publishes: set[asyncio.Task[Any]] = set()
+        # With Redis configured, this process only caches while it hears other instances'
+        # revocations: deaf (not subscribed yet, or the subscription lost), every lookup goes
+        # to the database, so a session revoked elsewhere is never served from here.
+        self.deaf = redis is not None
 
     # --- lookups -------------------------------------------------------------------
 
@@ -127,7 +131,7 @@ class SessionCache:
         return entry
 
     def put(self, entry: CachedPrincipal) -> None:
-        if self.ttl_seconds <= 0:
+        if self.ttl_seconds <= 0 or self.deaf:
             return
         entry.loaded_monotonic = clock.monotonic()
         entry.expires_monotonic = entry.loaded_monotonic + self.ttl_seconds * _spread(
@@ -198,24 +202,39 @@ class SessionCache:
     # --- cross-instance fan-out ----------------------------------------------------
 
     async def start(self) -> None:
+        """Subscribe (so the first requests already cache) and keep listening.
+
+        Redis away at start-up does not keep the instance from starting: it serves without
+        the cache (``deaf``) and the listener keeps trying to subscribe.
+        """
         if self._redis is None or self._listener is not None:
             return
         pubsub = self._redis.pubsub()
-        await pubsub.subscribe(self._channel)
+        with contextlib.suppress(Exception):
+            await self._subscribe(pubsub)
         self._listener = asyncio.create_task(self._listen(pubsub), name="aayu-session-cache")
+
+    async def _subscribe(self, pubsub: Any) -> None:
+        await pubsub.subscribe(self._channel)
+        # Whatever was revoked while this process was not listening is unknown: start afresh.
+        self.apply(Invalidation(everything=True))
+        self.deaf = False
 
     async def _listen(self, pubsub: Any) -> None:
         try:
             while True:
                 try:
+                    if not pubsub.subscribed:
+                        await self._subscribe(pubsub)
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
-                except Exception:
-                    # Lost messages are bounded by the TTL; drop everything to be safe.
-                    log.warning("session_cache.subscription_failed")
+                except Exception as exc:
+                    log.warning("session_cache.subscription_failed", error=type(exc).__name__)
+                    self.deaf = True
                     self.apply(Invalidation(everything=True))
-                    await asyncio.sleep(1)
                     with contextlib.suppress(Exception):
-                        await pubsub.subscribe(self._channel)
+                        await pubsub.aclose()
+                    pubsub = self._redis.pubsub()
+                    await asyncio.sleep(1)
                     continue
                 if message and message.get("type") == "message":
                     with contextlib.suppress(ValueError, TypeError):
