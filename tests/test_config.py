@@ -152,3 +152,65 @@ def test_trusted_proxies_parse_from_comma_separated_env(monkeypatch: pytest.Monk
     monkeypatch.setenv("AAYU_TRUSTED_PROXIES", "not-a-network")
     with pytest.raises(ValueError, match="not-a-network"):
         Settings()
+
+
+# Fields whose names look sensitive but hold public values: addresses of services (no
+# credentials in them), a public site key, an access key's id.
+_SHOWN = {
+    "public_url",
+    "stripe_api_base",
+    "vault_url",
+    "azure_key_vault_url",
+    "captcha_site_key",
+    "captcha_verify_url",
+    "audit_checkpoint_url",
+    "audit_s3_endpoint_url",
+    "audit_s3_access_key_id",
+    "audit_s3_region",
+    "redis_prefix",
+    "secrets_provider",
+    "secrets_dir",
+    "secret_store_timeout_seconds",
+    "secret_store_retries",
+    "secret_store_breaker_failures",
+    "secret_store_breaker_reset_seconds",
+    "secret_cache_ttl_seconds",
+    "secret_stale_seconds",
+    "key_activation_delay_seconds",
+    "keyring_refresh_seconds",
+    "password_min_length",
+    "password_min_strength",
+    "password_reset_minutes",
+    "breached_passwords_file",
+    "redis_timeout_seconds",
+    "redis_health_check_seconds",
+    "redis_breaker_reset_seconds",
+}
+_SENSITIVE = ("secret", "token", "key", "password", "url")
+
+
+def test_no_credential_appears_in_the_settings_repr() -> None:
+    sensitive = [
+        name
+        for name in Settings.model_fields
+        if any(word in name for word in _SENSITIVE) and name not in _SHOWN
+    ]
+    # Every such field is given a distinctive value; none may show in repr or str.
+    values: dict[str, object] = {}
+    for name in sensitive:
+        marker = f"hidden-{name}-value"
+        if name == "alert_webhook_urls":
+            values[name] = [f"https://hooks.example/{marker}"]
+        elif name.endswith("_url"):
+            values[name] = f"scheme://user:{marker}@host/x"
+        else:
+            values[name] = marker
+    values["database_url"] = "postgresql+asyncpg://aayu:hidden-database_url-value@db/aayu"
+    values["redis_url"] = "redis://:hidden-redis_url-value@cache:6379/0"
+    values["smtp_url"] = "smtp://mail:hidden-smtp_url-value@mail:587"
+    settings = Settings.model_validate({"env": "test", **values})
+    shown = repr(settings) + str(settings)
+    assert {"database_url", "redis_url", "smtp_url", "stripe_api_key"} <= set(sensitive)
+    assert [name for name in sensitive if f"hidden-{name}-value" in shown] == []
+    # The values themselves are intact.
+    assert settings.stripe_api_key == "hidden-stripe_api_key-value"

@@ -56,18 +56,21 @@ class InsecureConfiguration(Exception):
 
 
 class Settings(BaseSettings):
+    # Fields that hold or may hold a credential (URLs can carry passwords or tokens; a chat
+    # webhook URL is itself the secret) are left out of repr, so a settings object that
+    # reaches a log line, an error or a debugger's dump shows none of them.
     model_config = SettingsConfigDict(env_prefix="AAYU_", extra="ignore", frozen=True)
 
     env: Environment = Environment.DEVELOPMENT
-    database_url: str = "sqlite+aiosqlite:///./var/aayu.db"
-    redis_url: str | None = None
+    database_url: str = Field(default="sqlite+aiosqlite:///./var/aayu.db", repr=False)
+    redis_url: str | None = Field(default=None, repr=False)
     # Every Redis key starts with this, so several deployments (or test runs) can share one.
     redis_prefix: str = "aayu:"
-    smtp_url: str | None = None
+    smtp_url: str | None = Field(default=None, repr=False)
     smtp_from: str = "Aayu Accounts <no-reply@aayuwell.local>"
     payment_provider: PaymentProvider = PaymentProvider.LOCAL
-    stripe_api_key: str | None = None
-    stripe_webhook_secret: str | None = None
+    stripe_api_key: str | None = Field(default=None, repr=False)
+    stripe_webhook_secret: str | None = Field(default=None, repr=False)
     stripe_api_base: str | None = None
     # Billing: a past_due clinic keeps full access this long while payment is retried.
     billing_grace_days: int = Field(default=7, ge=0)
@@ -80,7 +83,7 @@ class Settings(BaseSettings):
     secrets_dir: Path = Path("./var/secrets")
     # Secret store (crypto/secret_store): remote providers, cache and resilience.
     vault_url: str | None = None
-    vault_token: str | None = None
+    vault_token: str | None = Field(default=None, repr=False)
     vault_mount: str = "secret"
     vault_path_prefix: str = "aayu-accounts/"
     vault_namespace: str | None = None
@@ -96,7 +99,7 @@ class Settings(BaseSettings):
     # (published, verifying) before it signs/encrypts; must exceed the refresh interval.
     keyring_refresh_seconds: float = Field(default=30.0, gt=0)
     key_activation_delay_seconds: float = Field(default=120.0, ge=0)
-    metrics_token: str | None = None
+    metrics_token: str | None = Field(default=None, repr=False)
     public_url: str = "http://127.0.0.1:8000"
     legacy_auth_file: Path | None = None
     legacy_store_dir: Path = Path("./var/legacy-store")
@@ -152,7 +155,9 @@ class Settings(BaseSettings):
         default=None, description="S3 access key id (unset: boto3's credential chain)"
     )
     audit_s3_secret_access_key: str | None = Field(
-        default=None, description="S3 secret access key (unset: boto3's credential chain)"
+        default=None,
+        description="S3 secret access key (unset: boto3's credential chain)",
+        repr=False,
     )
     audit_s3_timeout_seconds: float = Field(
         default=10.0, gt=0, description="timeout of one object-store call"
@@ -193,11 +198,11 @@ class Settings(BaseSettings):
 
     # CAPTCHA: ALTCHA (self-hosted proof of work) unless a third-party provider is chosen.
     captcha_provider: CaptchaProvider = CaptchaProvider.ALTCHA
-    captcha_secret: str | None = None
+    captcha_secret: str | None = Field(default=None, repr=False)
     captcha_site_key: str | None = None
     captcha_verify_url: str | None = None
     # None: a random key per process (fine for one instance); the keyring supplies it later.
-    altcha_hmac_key: str | None = None
+    altcha_hmac_key: str | None = Field(default=None, repr=False)
     altcha_max_number: int = Field(default=100_000, ge=1000)
     altcha_expires_seconds: int = Field(default=300, ge=10)
 
@@ -220,8 +225,8 @@ class Settings(BaseSettings):
 
     # Alerts (observability/alert): channels, grouping and repeat intervals. Webhook bodies are
     # signed with HMAC-SHA256 under alert_webhook_secret (header X-Aayu-Signature).
-    alert_webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    alert_webhook_secret: str | None = None
+    alert_webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    alert_webhook_secret: str | None = Field(default=None, repr=False)
     alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0)
     alert_email_recipients: Annotated[list[str], NoDecode] = Field(default_factory=list)
     alert_log: bool = True
