@@ -5,10 +5,7 @@ partition, a frozen server) costs a command that long, not redis-py's own five s
 from __future__ import annotations
 
 import ast
-import contextlib
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,23 +16,12 @@ from aayu_accounts.config import Settings
 from aayu_accounts.kit.redis_client import create_redis
 from aayu_accounts.rollout.backup import cache
 from aayu_accounts.rollout.flag import fanout
+from tests.fixtures.services import silent_redis
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "aayu_accounts"
 TIMEOUT = 0.2
 # redis-py's default socket timeout; the bound below must sit well under it to mean anything.
 REDIS_PY_DEFAULT = 5.0
-
-
-@contextlib.contextmanager
-def silent_redis() -> Iterator[str]:
-    """Connections complete from the listen backlog; nobody ever reads or answers."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    try:
-        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
-    finally:
-        listener.close()
 
 
 def _settings(url: str) -> Settings:

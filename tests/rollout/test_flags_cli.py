@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from aayu_accounts.db import Database, create_engine
 from aayu_accounts.models.audit_event import AuditEvent
 from aayu_accounts.models.incident import Incident
 from tests.fixtures.database import make_settings
+from tests.fixtures.services import silent_redis
 
 
 def run_cli(
@@ -115,21 +113,6 @@ async def test_flags_set_list_and_rollback(
     assert kind == "manual"
     assert actor.startswith("system:cli:")
     assert rollback_actors == [actor.removeprefix("system:")]
-
-
-@contextlib.contextmanager
-def silent_redis() -> Iterator[str]:
-    """A Redis address that takes connections and never answers: a partition, a frozen server.
-
-    The kernel completes the handshake from the listen backlog; nobody ever reads or writes.
-    """
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    try:
-        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
-    finally:
-        listener.close()
 
 
 @pytest.mark.committing

@@ -72,12 +72,18 @@ class Identity:
         raise Unauthenticated("invalid credentials")
 
 
-async def sign_in(db: Database, ctx: RolloutContext, identity: Identity, password: str) -> str:
+async def sign_in(
+    db: Database,
+    ctx: RolloutContext,
+    identity: Identity,
+    password: str,
+    identifier: str = "drmehta",
+) -> str:
     async with db.session_scope() as session:
         result, _ = await route_sign_in(
             session,
             ctx,
-            "drmehta",
+            identifier,
             password,
             hasher=HASHER,
             new_path=identity.new_path,
@@ -150,18 +156,7 @@ async def test_a_first_sign_in_is_checked_against_v25_whatever_the_flags(
     ctx = context(tmp_path, new_auth)
 
     async def first(password: str) -> str:
-        async with db.session_scope() as session:
-            result, _ = await route_sign_in(
-                session,
-                ctx,
-                "new@clinic.example",
-                password,
-                hasher=HASHER,
-                new_path=identity.new_path,
-                accept=identity.accept,
-                reject=identity.reject,
-            )
-        return result
+        return await sign_in(db, ctx, identity, password, identifier="new@clinic.example")
 
     with pytest.raises(Unauthenticated):
         await first("wrong")
