@@ -178,6 +178,30 @@ def _invoice_subscription_id(invoice: Any) -> str | None:
     return value if isinstance(value, str) else str(value.id)
 
 
+def _stripe(provider: PaymentProvider | None) -> PaymentProvider | None:
+    """The provider when it is Stripe: only Stripe can be asked for a subscription's state."""
+    return provider if provider is not None and provider.name == "stripe" else None
+
+
+async def _refetch(
+    session: AsyncSession,
+    sub: Subscription,
+    provider: PaymentProvider | None,
+    subscription_id: str,
+    created: int,
+) -> bool:
+    """Apply Stripe's current state of ``sub`` (the newest state always wins over a payload).
+    False without Stripe to ask, or when Stripe no longer has the subscription."""
+    stripe_provider = _stripe(provider)
+    if stripe_provider is None:
+        return False
+    fresh = await stripe_provider.fetch_subscription(subscription_id)
+    if fresh is None:
+        return False
+    await apply_state(session, sub, fresh, version=created, fetched=True)
+    return True
+
+
 async def process(session: AsyncSession, event_id: str, provider: PaymentProvider | None) -> str:
     """Apply one stored event (idempotent); returns what was done."""
     stored = await repository.get(session, event_id)
@@ -400,12 +424,7 @@ async def _subscription_event(
     if isinstance(sub, str):
         # Our own create may not have committed yet: let the job retry.
         raise EventNotReady(event["id"])
-    outcome = ""
-    if provider is not None and provider.name == "stripe":
-        fresh = await provider.fetch_subscription(obj.id)
-        if fresh is not None:
-            await apply_state(session, sub, fresh, version=created, fetched=True)
-            outcome = "refetched"
+    outcome = "refetched" if await _refetch(session, sub, provider, obj.id, created) else ""
     if not outcome:
         state = subscription_state(obj)
         if event["type"] == "customer.subscription.deleted":
@@ -473,11 +492,9 @@ async def _invoice_event(
                 outcome="failure",
                 details={"amount_cents": invoice.amount_cents, "currency": invoice.currency},
             )
-    if sub is not None and provider is not None and provider.name == "stripe":
+    if sub is not None:
         # The subscription's status follows its invoices: re-read it rather than guess.
-        fresh = await provider.fetch_subscription(sub.provider_subscription_id or "")
-        if fresh is not None:
-            await apply_state(session, sub, fresh, version=created, fetched=True)
+        await _refetch(session, sub, provider, sub.provider_subscription_id or "", created)
     return "invoice_" + invoice.status
 
 
@@ -541,7 +558,7 @@ async def _checkout_completed(
     if field_of(obj, "status") not in (None, "complete"):
         return "not_complete"
     mode = field_of(obj, "mode")
-    stripe_provider = provider if provider is not None and provider.name == "stripe" else None
+    stripe_provider = _stripe(provider)
     if mode == "subscription":
         outcome = await _checkout_subscription(session, obj, org_id, created, stripe_provider)
     elif mode == "setup":
