@@ -310,12 +310,10 @@ async def _second_subscription(
         # Ended already (ours canceled by a previous job, or by the clinic): nothing to do,
         # and an ended subscription never displaces a live one.
         return "duplicate_ended"
-    current = await provider.fetch_subscription(existing_id)
-    if current is None or current.status in ENDED:
+    current = await _live_at_stripe(session, provider, existing, existing_id)
+    if current is None:
         # Our row is behind: its subscription ended (the event saying so is on its way) and
         # the clinic subscribed again. The newcomer is the clinic's subscription.
-        if current is not None:
-            await apply_state(session, existing, current, version=0, fetched=True)
         return "replace"
     if current.status == "incomplete" and candidate.status in ("active", "trialing"):
         # The row's subscription was never paid; the newcomer was: keep the paid one.
@@ -325,6 +323,19 @@ async def _second_subscription(
         session, existing.org_id, candidate.provider_subscription_id, keep=current
     )
     return "duplicate_cancel_queued"
+
+
+async def _live_at_stripe(
+    session: AsyncSession, provider: PaymentProvider, row: Subscription, subscription_id: str
+) -> SubscriptionState | None:
+    """Stripe's current state of the clinic's row (``subscription_id``), or None when it has
+    ended there; an ended state Stripe still holds is applied to the row first."""
+    current = await provider.fetch_subscription(subscription_id)
+    if current is None or current.status in ENDED:
+        if current is not None:
+            await apply_state(session, row, current, version=0, fetched=True)
+        return None
+    return current
 
 
 async def queue_duplicate_cancel(
@@ -367,11 +378,9 @@ async def cancel_duplicate(
         return "no_subscription"
     if current.provider_subscription_id == subscription_id:
         return "kept"
-    kept = await provider.fetch_subscription(current.provider_subscription_id)
-    if kept is None or kept.status in ENDED:
+    kept = await _live_at_stripe(session, provider, current, current.provider_subscription_id)
+    if kept is None:
         # The clinic's subscription ended meanwhile: the other one is its subscription now.
-        if kept is not None:
-            await apply_state(session, current, kept, version=0, fetched=True)
         candidate = await provider.fetch_subscription(subscription_id)
         if candidate is None or candidate.status in ENDED:
             return "both_ended"
