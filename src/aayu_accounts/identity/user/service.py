@@ -92,6 +92,25 @@ async def ensure_password_acceptable(
         raise PasswordTooWeak([v.as_dict() for v in violations])
 
 
+async def _ensure_new_password_acceptable(
+    session: AsyncSession, rt: IdentityRuntime, user: User, new_password: str
+) -> None:
+    """The policy check for an existing user's new password (reset or change).
+
+    The name of the user's first clinic is among the words the policy refuses inside it.
+    """
+    org_names = [
+        o.name for _, o in await membership_repository.memberships_of_user(session, user.id)
+    ]
+    await ensure_password_acceptable(
+        rt,
+        new_password,
+        email=user.email,
+        full_name=user.full_name,
+        org_name=org_names[0] if org_names else None,
+    )
+
+
 def _link(rt: IdentityRuntime, page: str, token: str) -> str:
     return f"{rt.settings.public_url}/{page}?token={token}"
 
@@ -377,16 +396,7 @@ async def confirm_password_reset(
     user = await repository.get(session, redeemed.user_id)
     if user is None or not user.is_active:
         raise TokenInvalid("The link is invalid, already used or expired.")
-    org_names = [
-        o.name for _, o in await membership_repository.memberships_of_user(session, user.id)
-    ]
-    await ensure_password_acceptable(
-        rt,
-        new_password,
-        email=user.email,
-        full_name=user.full_name,
-        org_name=org_names[0] if org_names else None,
-    )
+    await _ensure_new_password_acceptable(session, rt, user, new_password)
     now = clock.now()
     user.password_hash = await rt.hasher.hash(new_password)
     user.password_changed_at = now
@@ -421,16 +431,7 @@ async def change_password(
         raise CurrentPasswordWrong()
     if not await rt.hasher.verify(user.password_hash, current_password):
         raise CurrentPasswordWrong("The current password is wrong.")
-    org_names = [
-        o.name for _, o in await membership_repository.memberships_of_user(session, user.id)
-    ]
-    await ensure_password_acceptable(
-        rt,
-        new_password,
-        email=user.email,
-        full_name=user.full_name,
-        org_name=org_names[0] if org_names else None,
-    )
+    await _ensure_new_password_acceptable(session, rt, user, new_password)
     user.password_hash = await rt.hasher.hash(new_password)
     user.password_changed_at = clock.now()
     revoked = await session_service.revoke_all(
