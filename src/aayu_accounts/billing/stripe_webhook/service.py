@@ -60,7 +60,7 @@ from aayu_accounts.billing.plan import repository as plans
 from aayu_accounts.billing.stripe_webhook import repository
 from aayu_accounts.billing.stripe_webhook.errors import EventNotReady, SignatureInvalid
 from aayu_accounts.billing.subscription import repository as subscriptions
-from aayu_accounts.billing.subscription.service import apply_state, state_of
+from aayu_accounts.billing.subscription.service import apply_state, row_of, state_of
 from aayu_accounts.db import JOBS_ENQUEUED
 from aayu_accounts.jobs import enqueue
 from aayu_accounts.kit import clock
@@ -270,20 +270,13 @@ async def _link_new(
     )
     if plan is None:
         return "unknown_plan"
-    sub = Subscription(
+    sub = row_of(
+        state,
         org_id=state_org,
         plan_id=plan.id,
-        status=state.status,
-        seats=state.seats,
-        current_period_start=state.current_period_start,
-        current_period_end=state.current_period_end,
-        cancel_at_period_end=state.cancel_at_period_end,
-        trial_end=state.trial_end,
         provider="stripe",
-        provider_customer_id=state.customer_id,
-        provider_subscription_id=state.provider_subscription_id,
         provider_version=0,
-        dunning_stage="none",
+        payment_method=None,
     )
     session.add(sub)
     await session.flush()

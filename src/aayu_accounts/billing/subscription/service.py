@@ -99,6 +99,36 @@ def state_of(sub: Subscription) -> SubscriptionState:
     )
 
 
+def row_of(
+    state: SubscriptionState,
+    *,
+    org_id: str,
+    plan_id: str,
+    provider: str,
+    provider_version: int,
+    payment_method: str | None,
+) -> Subscription:
+    """A new clinic row holding the provider's state of a subscription (``state_of``'s
+    inverse). ``payment_method`` is the caller's choice: a row linked from a webhook starts
+    without one, and the state applied right after sets it."""
+    return Subscription(
+        org_id=org_id,
+        plan_id=plan_id,
+        status=state.status,
+        seats=state.seats,
+        current_period_start=state.current_period_start,
+        current_period_end=state.current_period_end,
+        cancel_at_period_end=state.cancel_at_period_end,
+        trial_end=state.trial_end,
+        provider=provider,
+        provider_customer_id=state.customer_id,
+        provider_subscription_id=state.provider_subscription_id,
+        payment_method=payment_method,
+        provider_version=provider_version,
+        dunning_stage="none",
+    )
+
+
 def _invalidate(session: AsyncSession, org_id: str) -> None:
     # Here at once, and on every instance after the commit (Redis pub/sub when configured).
     entitlement_cache().mark(session, org_id)
@@ -188,21 +218,13 @@ async def create_subscription(
         # A canceled subscription is replaced: one row per clinic.
         await session.delete(existing)
         await session.flush()
-    sub = Subscription(
+    sub = row_of(
+        state,
         org_id=org_id,
         plan_id=plan.id,
-        status=state.status,
-        seats=state.seats,
-        current_period_start=state.current_period_start,
-        current_period_end=state.current_period_end,
-        cancel_at_period_end=state.cancel_at_period_end,
-        trial_end=state.trial_end,
         provider=provider.name,
-        provider_customer_id=state.customer_id,
-        provider_subscription_id=state.provider_subscription_id,
-        payment_method=state.payment_method,
         provider_version=int(now.timestamp()),
-        dunning_stage="none",
+        payment_method=state.payment_method,
     )
     try:
         async with session.begin_nested():
