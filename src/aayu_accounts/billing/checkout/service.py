@@ -39,7 +39,6 @@ from aayu_accounts.billing.errors import (
     NoSubscription,
     NotSupportedByProvider,
     PaymentProviderRefused,
-    SeatsBelowUsage,
     SubscriptionExists,
     UnknownPlan,
 )
@@ -50,7 +49,7 @@ from aayu_accounts.billing.payment_provider.base import (
 )
 from aayu_accounts.billing.payment_provider.base import NotSupportedByProvider as ProviderLacks
 from aayu_accounts.billing.subscription import repository
-from aayu_accounts.billing.subscription.service import active_plan, check_seats, price_of
+from aayu_accounts.billing.subscription.service import plan_for_new_subscription, price_of
 from aayu_accounts.identity.permissions import Permission, require
 from aayu_accounts.kit import clock
 from aayu_accounts.kit.ids import new_id
@@ -187,12 +186,8 @@ async def create_checkout_session(
             raise SubscriptionExists()
         if plan_id is None:
             raise UnknownPlan("A subscription Checkout needs a plan_id.")
-        plan = await active_plan(session, plan_id)
         wanted = seats if seats is not None else 1
-        check_seats(plan, wanted)
-        in_use = await repository.seated_count(session, org_id)
-        if plan.per_seat and wanted < in_use:
-            raise SeatsBelowUsage(f"{in_use} active clinicians need at least {in_use} seats.")
+        plan = await plan_for_new_subscription(session, org_id, plan_id, wanted)
         trial_days = plan.trial_days if trial and existing is None else 0
         request = CheckoutRequest(
             org_id=org_id,

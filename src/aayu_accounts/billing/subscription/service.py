@@ -150,9 +150,17 @@ def _check_seats(plan: Plan, seats: int) -> None:
         raise InvalidSeats(f"{plan.name} allows at most {plan.max_seats} seats.")
 
 
-# Public names for the other billing services (Checkout validates a plan and seats alike).
-active_plan = _plan
-check_seats = _check_seats
+async def plan_for_new_subscription(
+    session: AsyncSession, org_id: str, plan_id: str, seats: int
+) -> Plan:
+    """The active plan a clinic subscribes to with ``seats`` (here and through Checkout).
+    Raises UnknownPlan/InvalidSeats (422), SeatsBelowUsage (409)."""
+    plan = await _plan(session, plan_id)
+    _check_seats(plan, seats)
+    in_use = await repository.seated_count(session, org_id)
+    if plan.per_seat and seats < in_use:
+        raise SeatsBelowUsage(f"{in_use} active clinicians need at least {in_use} seats.")
+    return plan
 
 
 async def get_subscription(session: AsyncSession, org_id: str, role: str) -> Subscription:
@@ -181,11 +189,7 @@ async def create_subscription(
     existing = await repository.for_org(session, org_id)
     if existing is not None and existing.status not in ("canceled", "incomplete_expired"):
         raise SubscriptionExists()
-    plan = await _plan(session, plan_id)
-    _check_seats(plan, seats)
-    in_use = await repository.seated_count(session, org_id)
-    if plan.per_seat and seats < in_use:
-        raise SeatsBelowUsage(f"{in_use} active clinicians need at least {in_use} seats.")
+    plan = await plan_for_new_subscription(session, org_id, plan_id, seats)
     trial_days = plan.trial_days if trial and existing is None else 0
     if payment_method is None and trial_days == 0:
         raise PaymentMethodRequired()
