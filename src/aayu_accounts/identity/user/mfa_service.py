@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.audit.actions import AuditAction
 from aayu_accounts.audit.service import Actor, record
-from aayu_accounts.email.service import queue_email
 from aayu_accounts.identity import mfa
 from aayu_accounts.identity.auth_session import service as session_service
 from aayu_accounts.identity.auth_session.service import IssuedSession
@@ -28,7 +27,7 @@ from aayu_accounts.identity.errors import (
 from aayu_accounts.identity.membership import repository as membership_repository
 from aayu_accounts.identity.runtime import IdentityRuntime
 from aayu_accounts.identity.user import repository
-from aayu_accounts.kit import clock
+from aayu_accounts.identity.user.notices import notify_credentials_changed
 from aayu_accounts.kit.asgi import client_ip_var
 from aayu_accounts.models.user import User
 
@@ -66,20 +65,6 @@ async def start_enrollment(session: AsyncSession, user_id: str) -> Enrollment:
     )
     uri = mfa.provisioning_uri(secret, user.email or user.id, issuer=ISSUER)
     return Enrollment(secret=secret, otpauth_uri=uri, qr_svg=mfa.qr_svg(uri))
-
-
-async def _notify(session: AsyncSession, rt: IdentityRuntime, user: User, change: str) -> None:
-    await queue_email(
-        session,
-        to=user.email or "",
-        template="mfa_changed",
-        context={
-            "full_name": user.full_name,
-            "change": change,
-            "when": clock.now().strftime("%Y-%m-%d %H:%M"),
-            "reset_url": f"{rt.settings.public_url}/reset-password",
-        },
-    )
 
 
 async def _check_code(
@@ -134,7 +119,7 @@ async def confirm_enrollment(
     replaced = await session_service.replace_session(
         session, rt, user, current_token_hash=current_token_hash, reason="mfa_enrolled"
     )
-    await _notify(session, rt, user, "enabled")
+    await notify_credentials_changed(session, rt, user, "mfa_changed", change="enabled")
     await record(
         session,
         AuditAction.MFA_ENROLLED,
@@ -168,7 +153,7 @@ async def disable(
     user.mfa_enabled = False
     await repository.replace_recovery_codes(session, user.id, [])
     session_service.forget_user(session, rt, user.id)
-    await _notify(session, rt, user, "disabled")
+    await notify_credentials_changed(session, rt, user, "mfa_changed", change="disabled")
     await record(
         session,
         AuditAction.MFA_DISABLED,

@@ -41,6 +41,7 @@ from aayu_accounts.identity.permissions import Role
 from aayu_accounts.identity.runtime import IdentityRuntime
 from aayu_accounts.identity.tokens import hash_token, new_token
 from aayu_accounts.identity.user import repository
+from aayu_accounts.identity.user.notices import notify_credentials_changed
 from aayu_accounts.jobs import QUEUED, RUNNING, enqueue, job_handler
 from aayu_accounts.kit import clock
 from aayu_accounts.kit.asgi import client_ip_var, request_id_var, user_agent_var
@@ -369,22 +370,6 @@ async def send_password_reset(session: AsyncSession, payload: dict[str, Any]) ->
             var.reset(reset)
 
 
-async def _notify_password_changed(
-    session: AsyncSession, rt: IdentityRuntime, user: User, how: str
-) -> None:
-    await queue_email(
-        session,
-        to=user.email or "",
-        template="password_changed",
-        context={
-            "full_name": user.full_name,
-            "how": how,
-            "when": clock.now().strftime("%Y-%m-%d %H:%M"),
-            "reset_url": f"{rt.settings.public_url}/reset-password",
-        },
-    )
-
-
 async def confirm_password_reset(
     session: AsyncSession, rt: IdentityRuntime, *, token: str, new_password: str
 ) -> None:
@@ -405,7 +390,7 @@ async def confirm_password_reset(
         user.email_verified_at = now
     await repository.retire_email_tokens(session, user.id, PASSWORD_RESET, now)
     revoked = await session_service.revoke_all(session, rt, user.id, reason="password_reset")
-    await _notify_password_changed(session, rt, user, "reset")
+    await notify_credentials_changed(session, rt, user, "password_changed", how="reset")
     await record(
         session,
         AuditAction.PASSWORD_RESET_COMPLETED,
@@ -437,7 +422,7 @@ async def change_password(
     revoked = await session_service.revoke_all(
         session, rt, user.id, reason="password_changed", except_session_id=current_session_id
     )
-    await _notify_password_changed(session, rt, user, "changed")
+    await notify_credentials_changed(session, rt, user, "password_changed", how="changed")
     await record(
         session,
         AuditAction.PASSWORD_CHANGED,
