@@ -307,6 +307,7 @@ async def subscribe(ctx: BillingPage, request: Request) -> Response:
 
 
 def _change_fields(form: dict[str, str]) -> dict[str, Any]:
+    """The plan and seats a form names (a change, or a Checkout); None where left blank."""
     return {"plan_id": form.get("plan_id") or None, "seats": form.get("seats") or None}
 
 
@@ -443,9 +444,7 @@ async def stripe_checkout(ctx: BillingPage, request: Request) -> Response:
     """Subscribe on Stripe Checkout (no card data ever reaches this server)."""
     access = await _manage_access(request, ctx)
     form = await read_form(request)
-    body = parse(
-        PreviewIn, {"plan_id": form.get("plan_id") or None, "seats": form.get("seats") or None}
-    )
+    body = parse(PreviewIn, _change_fields(form))
     result: str | AppError
     if isinstance(body, AppError):
         result = body
