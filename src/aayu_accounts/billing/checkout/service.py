@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
@@ -114,6 +116,17 @@ def _refused(refused: ProviderRefused) -> PaymentProviderRefused:
     )
 
 
+@contextmanager
+def _refusals_of(provider: PaymentProvider, feature: str) -> Iterator[None]:
+    """The provider's refusals of a hosted page, as this API's errors (both 409)."""
+    try:
+        yield
+    except ProviderLacks:
+        raise _not_supported(provider, feature) from None
+    except ProviderRefused as refused:
+        raise _refused(refused) from None
+
+
 async def create_portal_session(
     session: AsyncSession,
     provider: PaymentProvider,
@@ -132,14 +145,10 @@ async def create_portal_session(
         if provider.name == "local":
             raise _not_supported(provider, "customer portal")
         raise NoSubscription("The clinic has no Stripe customer yet: subscribe first.")
-    try:
+    with _refusals_of(provider, "customer portal"):
         url = await provider.create_portal_session(
             customer_id=sub.provider_customer_id, return_url=target, op_id=new_id()
         )
-    except ProviderLacks:
-        raise _not_supported(provider, "customer portal") from None
-    except ProviderRefused as refused:
-        raise _refused(refused) from None
     await record(
         session,
         AuditAction.PORTAL_SESSION_CREATED,
@@ -211,12 +220,8 @@ async def create_checkout_session(
             cancel_url=cancel,
             customer_id=existing.provider_customer_id,
         )
-    try:
+    with _refusals_of(provider, "Checkout"):
         url = await provider.create_checkout_session(request, op_id=checkout_op_id(request))
-    except ProviderLacks:
-        raise _not_supported(provider, "Checkout") from None
-    except ProviderRefused as refused:
-        raise _refused(refused) from None
     await record(
         session,
         AuditAction.CHECKOUT_SESSION_CREATED,
