@@ -283,13 +283,15 @@ async def sign_up(ctx: Page, request: Request) -> Response:
     return redirect(request, "/sign-in", flash="verification_sent")
 
 
+def _link_page(request: Request, template: str, **values: str) -> Response:
+    """An email link's page: the form carrying the link's token (opening it changes nothing)."""
+    token = request.query_params.get("token", "")
+    return render(request, template, {"token": token, **values, "error": None})
+
+
 @router.get("/verify-email")
 async def verify_email_form(ctx: Page, request: Request) -> Response:
-    return render(
-        request,
-        "auth/verify_email.html",
-        {"token": request.query_params.get("token", ""), "error": None},
-    )
+    return _link_page(request, "auth/verify_email.html")
 
 
 @router.post("/verify-email")
@@ -338,11 +340,7 @@ async def reset_request(ctx: Page, request: Request) -> Response:
 
 @router.get("/reset-password")
 async def reset_form(ctx: Page, request: Request) -> Response:
-    return render(
-        request,
-        "auth/reset_password.html",
-        {"token": request.query_params.get("token", ""), "error": None},
-    )
+    return _link_page(request, "auth/reset_password.html")
 
 
 @router.post("/reset-password")
@@ -372,11 +370,7 @@ async def reset_password(ctx: Page, request: Request) -> Response:
 
 @router.get("/accept-invitation")
 async def accept_invitation_form(ctx: Page, request: Request) -> Response:
-    return render(
-        request,
-        "auth/accept_invitation.html",
-        {"token": request.query_params.get("token", ""), "full_name": "", "error": None},
-    )
+    return _link_page(request, "auth/accept_invitation.html", full_name="")
 
 
 @router.post("/accept-invitation")
