@@ -27,6 +27,7 @@ from aayu_accounts.models.audit_event import AuditEvent
 from aayu_accounts.models.invoice import Invoice
 from aayu_accounts.models.outbox_email import OutboxEmail
 from aayu_accounts.models.subscription import Subscription
+from tests.billing import as_owner
 from tests.billing.factories import add_member, make_clinic, seed_default_plans
 
 
@@ -51,12 +52,10 @@ async def test_declined_card_creates_nothing(
     invoices_before = await _count(db, Invoice)
     with pytest.raises(PaymentFailed) as raised:
         async with db.session_scope() as session:
-            await service.create_subscription(
+            await as_owner.subscribe(
                 session,
                 local_provider,
-                actor=Actor.user(clinic.owner_id),
-                role="owner",
-                org_id=clinic.org_id,
+                clinic,
                 plan_id="clinic_monthly",
                 seats=1,
                 payment_method=card,
@@ -77,12 +76,10 @@ async def test_authentication_required_is_incomplete(
     async with db.session_scope() as session:
         await seed_default_plans(session)
         clinic = await make_clinic(session)
-        sub = await service.create_subscription(
+        sub = await as_owner.subscribe(
             session,
             local_provider,
-            actor=Actor.user(clinic.owner_id),
-            role="owner",
-            org_id=clinic.org_id,
+            clinic,
             plan_id="solo_monthly",
             seats=1,
             payment_method="pm_card_authenticationRequired",
@@ -118,21 +115,17 @@ async def test_only_owner_and_billing_change_billing(
 async def test_full_lifecycle_local(
     db: Database, billing: BillingRuntime, local_provider: LocalProvider, frozen_clock: FrozenClock
 ) -> None:
-    owner_actor: Actor
     async with db.session_scope() as session:
         await seed_default_plans(session)
         clinic = await make_clinic(session, clinicians=2)
         billing_user = await add_member(session, clinic, "billing")
-        owner_actor = Actor.user(clinic.owner_id)
         clinicians = [u for u, r in clinic.members.items() if r == "clinician"]
 
         # Subscribe: 2 seats on the monthly clinic plan, paid at once.
-        sub = await service.create_subscription(
+        sub = await as_owner.subscribe(
             session,
             local_provider,
-            actor=owner_actor,
-            role="owner",
-            org_id=clinic.org_id,
+            clinic,
             plan_id="clinic_monthly",
             seats=2,
             payment_method="pm_card_visa",
@@ -140,12 +133,10 @@ async def test_full_lifecycle_local(
         )
         assert sub.status == "active"
         with pytest.raises(SubscriptionExists):
-            await service.create_subscription(
+            await as_owner.subscribe(
                 session,
                 local_provider,
-                actor=owner_actor,
-                role="owner",
-                org_id=clinic.org_id,
+                clinic,
                 plan_id="clinic_monthly",
                 seats=2,
                 payment_method="pm_card_visa",
@@ -220,13 +211,8 @@ async def test_full_lifecycle_local(
 
     # The card starts failing: the next renewal leaves the subscription past_due.
     async with db.session_scope() as session:
-        await service.change_subscription(
-            session,
-            local_provider,
-            actor=owner_actor,
-            role="owner",
-            org_id=clinic.org_id,
-            payment_method="pm_card_chargeCustomerFail",
+        await as_owner.change(
+            session, local_provider, clinic, payment_method="pm_card_chargeCustomerFail"
         )
     frozen_clock.set(sub.current_period_end + timedelta(seconds=1))
     async with db.session_scope() as session:
@@ -270,13 +256,8 @@ async def test_full_lifecycle_local(
 
     # Paid with a working card: active at once, access restored.
     async with db.session_scope() as session:
-        sub, _ = await service.change_subscription(
-            session,
-            local_provider,
-            actor=owner_actor,
-            role="owner",
-            org_id=clinic.org_id,
-            payment_method="pm_card_mastercard",
+        sub, _ = await as_owner.change(
+            session, local_provider, clinic, payment_method="pm_card_mastercard"
         )
         assert sub.status == "active"
         assert sub.past_due_since is None
@@ -300,33 +281,12 @@ async def test_full_lifecycle_local(
 
     # Cancel at period end, resume, cancel again; the period end cancels it.
     async with db.session_scope() as session:
-        sub, _ = await service.change_subscription(
-            session,
-            local_provider,
-            actor=owner_actor,
-            role="owner",
-            org_id=clinic.org_id,
-            cancel_at_period_end=True,
-        )
+        sub, _ = await as_owner.change(session, local_provider, clinic, cancel_at_period_end=True)
         assert sub.cancel_at_period_end
         assert sub.status == "active"
-        sub, _ = await service.change_subscription(
-            session,
-            local_provider,
-            actor=owner_actor,
-            role="owner",
-            org_id=clinic.org_id,
-            cancel_at_period_end=False,
-        )
+        sub, _ = await as_owner.change(session, local_provider, clinic, cancel_at_period_end=False)
         assert not sub.cancel_at_period_end
-        sub, _ = await service.change_subscription(
-            session,
-            local_provider,
-            actor=owner_actor,
-            role="owner",
-            org_id=clinic.org_id,
-            cancel_at_period_end=True,
-        )
+        sub, _ = await as_owner.change(session, local_provider, clinic, cancel_at_period_end=True)
     frozen_clock.set(sub.current_period_end + timedelta(seconds=1))
     async with db.session_scope() as session:
         await service.renew_due(session, local_provider)
@@ -347,12 +307,10 @@ async def test_trial_converts_at_its_end(
     async with db.session_scope() as session:
         await seed(session, trials=True)
         clinic = await make_clinic(session)
-        sub = await service.create_subscription(
+        sub = await as_owner.subscribe(
             session,
             local_provider,
-            actor=Actor.user(clinic.owner_id),
-            role="owner",
-            org_id=clinic.org_id,
+            clinic,
             plan_id="solo_monthly",
             seats=1,
             payment_method="pm_card_visa",

@@ -12,10 +12,10 @@ from aayu_accounts.api_security.service_client import service as client_service
 from aayu_accounts.audit.service import Actor
 from aayu_accounts.billing.payment_provider.local import LocalProvider
 from aayu_accounts.billing.runtime import BillingRuntime
-from aayu_accounts.billing.subscription import service
 from aayu_accounts.client.signing import secret_key, sign_headers
 from aayu_accounts.db import Database
 from aayu_accounts.kit import clock
+from tests.billing import as_owner
 from tests.billing.factories import make_clinic, seed_default_plans
 
 
@@ -36,12 +36,10 @@ async def test_signed_usage_counts_once_and_entitlements_answer(
     async with db.session_scope() as session:
         await seed_default_plans(session)
         clinic = await make_clinic(session)
-        await service.create_subscription(
+        await as_owner.subscribe(
             session,
             local_provider,
-            actor=Actor.user(clinic.owner_id),
-            role="owner",
-            org_id=clinic.org_id,
+            clinic,
             plan_id="clinic_monthly",
             seats=1,
             payment_method="pm_card_visa",

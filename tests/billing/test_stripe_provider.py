@@ -19,16 +19,15 @@ import pytest_asyncio
 import stripe
 from sqlalchemy import select
 
-from aayu_accounts.audit.service import Actor
 from aayu_accounts.billing.errors import PaymentFailed
 from aayu_accounts.billing.payment_provider.stripe import StripeProvider, is_transient
 from aayu_accounts.billing.runtime import BillingRuntime
 from aayu_accounts.billing.stripe_webhook import service as webhooks
-from aayu_accounts.billing.subscription import service
 from aayu_accounts.config import PaymentProvider, Settings
 from aayu_accounts.db import Database
 from aayu_accounts.models.invoice import Invoice
 from aayu_accounts.models.subscription import Subscription
+from tests.billing import as_owner
 from tests.billing.factories import make_clinic, seed_default_plans
 from tests.billing.webhook_helpers import recorded_events
 from tests.fixtures.stripe import LocalStripe
@@ -68,18 +67,15 @@ async def test_lifecycle_with_the_stripe_sdk(
     async with db.session_scope() as session:
         await seed_default_plans(session)
         clinic = await make_clinic(session, clinicians=3)
-    actor = Actor.user(clinic.owner_id)
 
     # A card Stripe declines when it is attached: 402, no subscription or invoice of ours.
     declined = await _card(provider, "4000000000000002")
     with pytest.raises(PaymentFailed):
         async with db.session_scope() as session:
-            await service.create_subscription(
+            await as_owner.subscribe(
                 session,
                 provider,
-                actor=actor,
-                role="owner",
-                org_id=clinic.org_id,
+                clinic,
                 plan_id="clinic_monthly",
                 seats=3,
                 payment_method=declined,
@@ -96,12 +92,10 @@ async def test_lifecycle_with_the_stripe_sdk(
 
     # Subscribe with Stripe's test card: the plan is created in Stripe on first use.
     async with db.session_scope() as session:
-        sub = await service.create_subscription(
+        sub = await as_owner.subscribe(
             session,
             provider,
-            actor=actor,
-            role="owner",
-            org_id=clinic.org_id,
+            clinic,
             plan_id="clinic_monthly",
             seats=3,
             payment_method="pm_card_visa",
@@ -124,9 +118,7 @@ async def test_lifecycle_with_the_stripe_sdk(
     # 3 -> 5 seats: Stripe's proration invoice is created and paid at once. (localstripe
     # prorates the whole period; Stripe prorates by time left, as our preview does.)
     async with db.session_scope() as session:
-        sub, _ = await service.change_subscription(
-            session, provider, actor=actor, role="owner", org_id=clinic.org_id, seats=5
-        )
+        sub, _ = await as_owner.change(session, provider, clinic, seats=5)
         assert sub.seats == 5
         proration = await session.scalar(
             select(Invoice).where(
@@ -144,28 +136,14 @@ async def test_lifecycle_with_the_stripe_sdk(
 
     # Cancel at period end, then resume.
     async with db.session_scope() as session:
-        sub, _ = await service.change_subscription(
-            session,
-            provider,
-            actor=actor,
-            role="owner",
-            org_id=clinic.org_id,
-            cancel_at_period_end=True,
-        )
+        sub, _ = await as_owner.change(session, provider, clinic, cancel_at_period_end=True)
         assert sub.cancel_at_period_end
     remote = await provider.client.v1.subscriptions.retrieve_async(
         sub.provider_subscription_id or ""
     )
     assert remote.cancel_at_period_end is True
     async with db.session_scope() as session:
-        sub, _ = await service.change_subscription(
-            session,
-            provider,
-            actor=actor,
-            role="owner",
-            org_id=clinic.org_id,
-            cancel_at_period_end=False,
-        )
+        sub, _ = await as_owner.change(session, provider, clinic, cancel_at_period_end=False)
         assert not sub.cancel_at_period_end
     remote = await provider.client.v1.subscriptions.retrieve_async(
         sub.provider_subscription_id or ""
@@ -176,19 +154,10 @@ async def test_lifecycle_with_the_stripe_sdk(
     # (Last: localstripe, unlike Stripe, expires a subscription whose invoice is voided.)
     failing = await _card(provider, "4000000000000341")
     async with db.session_scope() as session:
-        await service.change_subscription(
-            session,
-            provider,
-            actor=actor,
-            role="owner",
-            org_id=clinic.org_id,
-            payment_method=failing,
-        )
+        await as_owner.change(session, provider, clinic, payment_method=failing)
     with pytest.raises(PaymentFailed):
         async with db.session_scope() as session:
-            await service.change_subscription(
-                session, provider, actor=actor, role="owner", org_id=clinic.org_id, seats=7
-            )
+            await as_owner.change(session, provider, clinic, seats=7)
     remote = await provider.client.v1.subscriptions.retrieve_async(
         sub.provider_subscription_id or ""
     )
@@ -209,12 +178,10 @@ async def test_webhook_rereads_the_subscription_from_stripe(
     async with db.session_scope() as session:
         await seed_default_plans(session)
         clinic = await make_clinic(session)
-        sub = await service.create_subscription(
+        sub = await as_owner.subscribe(
             session,
             provider,
-            actor=Actor.user(clinic.owner_id),
-            role="owner",
-            org_id=clinic.org_id,
+            clinic,
             plan_id="clinic_monthly",
             seats=2,
             payment_method="pm_card_visa",

@@ -8,18 +8,17 @@ from datetime import timedelta
 
 import pytest
 
-from aayu_accounts.audit.service import Actor
 from aayu_accounts.billing.entitlement import seats
 from aayu_accounts.billing.entitlement.cache import cache
 from aayu_accounts.billing.entitlement.service import check_entitlement, invalidate
 from aayu_accounts.billing.errors import SeatLimitReached, UnknownOrganization
 from aayu_accounts.billing.payment_provider.local import LocalProvider
 from aayu_accounts.billing.runtime import BillingRuntime
-from aayu_accounts.billing.subscription import service
 from aayu_accounts.billing.usage.service import UnknownMetric, record_usage, usage_summary
 from aayu_accounts.db import Database
 from aayu_accounts.kit import clock
 from aayu_accounts.kit.clock import FrozenClock
+from tests.billing import as_owner
 from tests.billing.factories import Clinic, add_member, make_clinic, seed_default_plans
 
 
@@ -34,12 +33,10 @@ async def _subscribed(
     async with db.session_scope() as session:
         await seed_default_plans(session)
         clinic = await make_clinic(session, clinicians=clinicians)
-        await service.create_subscription(
+        await as_owner.subscribe(
             session,
             provider,
-            actor=Actor.user(clinic.owner_id),
-            role="owner",
-            org_id=clinic.org_id,
+            clinic,
             plan_id=plan,
             seats=seats_,
             payment_method="pm_card_visa",
@@ -247,14 +244,7 @@ async def test_seat_limit(
             )
         ).allowed
         # Raising the seat count by the owner admits them.
-        await service.change_subscription(
-            session,
-            local_provider,
-            actor=Actor.user(clinic.owner_id),
-            role="owner",
-            org_id=clinic.org_id,
-            seats=3,
-        )
+        await as_owner.change(session, local_provider, clinic, seats=3)
         assert (
             await check_entitlement(session, org_id=clinic.org_id, user_id=newest, feature="notes")
         ).allowed

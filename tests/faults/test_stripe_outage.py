@@ -22,16 +22,15 @@ import pytest_asyncio
 from localstripe import resources  # type: ignore[import-untyped]  # loaded by tests.fixtures.stripe
 from sqlalchemy import select
 
-from aayu_accounts.audit.service import Actor
 from aayu_accounts.billing import runtime
 from aayu_accounts.billing.entitlement.cache import cache
 from aayu_accounts.billing.payment_provider.stripe import StripeProvider
-from aayu_accounts.billing.subscription import service
 from aayu_accounts.config import PaymentProvider, Settings
 from aayu_accounts.db import Database
 from aayu_accounts.kit import resilience
 from aayu_accounts.models.invoice import Invoice
 from aayu_accounts.models.subscription import Subscription
+from tests.billing import as_owner
 from tests.billing.factories import make_clinic, seed_default_plans
 from tests.faults.stripe_standin import StripeStandIn, stripe_stand_in
 from tests.fixtures.stripe import LocalStripe
@@ -102,12 +101,10 @@ async def test_retries_reuse_the_idempotency_key_and_charge_once(
     faulty_stripe.fail_next("POST", "/v1/subscriptions", "500", "timeout")
     started = time.perf_counter()
     async with db.session_scope() as session:
-        sub = await service.create_subscription(
+        sub = await as_owner.subscribe(
             session,
             provider,
-            actor=Actor.user(clinic.owner_id),
-            role="owner",
-            org_id=clinic.org_id,
+            clinic,
             plan_id="clinic_monthly",
             seats=3,
             payment_method="pm_card_visa",
