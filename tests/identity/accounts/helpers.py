@@ -180,6 +180,15 @@ async def invite_and_join(
     return member
 
 
+async def patch_member(
+    client: httpx.AsyncClient, caller: Account, user_id: str, payload: dict[str, Any]
+) -> httpx.Response:
+    """``caller`` changes ``user_id``'s membership (role or active) in the caller's clinic."""
+    return await client.patch(
+        f"/api/v1/orgs/{caller.org_id}/members/{user_id}", json=payload, headers=caller.auth
+    )
+
+
 def solve_captcha(challenge: dict[str, Any]) -> str:
     """What the ALTCHA widget sends: base64 of the JSON solution."""
     found = altcha_v1.solve_challenge(

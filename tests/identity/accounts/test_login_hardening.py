@@ -13,6 +13,7 @@ from tests.identity.accounts.conftest import AppFactory
 from tests.identity.accounts.helpers import (
     Account,
     login,
+    patch_member,
     register,
     signed_up,
     solve_captcha,
@@ -38,11 +39,7 @@ async def test_failure_bodies_are_byte_identical_for_every_reason(
     from tests.identity.accounts.helpers import invite_and_join
 
     member = await invite_and_join(client, db, deactivated_owner, "clinician")
-    patch = await client.patch(
-        f"/api/v1/orgs/{deactivated_owner.org_id}/members/{member.user_id}",
-        json={"active": False},
-        headers=deactivated_owner.auth,
-    )
+    patch = await patch_member(client, deactivated_owner, member.user_id, {"active": False})
     assert patch.status_code == 200
 
     unknown = await client.post(
@@ -73,11 +70,7 @@ async def test_deactivated_member_gets_the_same_answer(
     )
     # Deactivated in their only clinic: sessions end; a sign-in is still possible (the account
     # itself is active) but the clinic answers 404 from now on.
-    await client.patch(
-        f"/api/v1/orgs/{owner.org_id}/members/{member.user_id}",
-        json={"active": False},
-        headers=owner.auth,
-    )
+    await patch_member(client, owner, member.user_id, {"active": False})
     assert (await client.get("/api/v1/me", headers=member.auth)).status_code == 401
     assert unknown.json()["code"] == "invalid_credentials"
 

@@ -17,6 +17,7 @@ from tests.identity.accounts.helpers import (
     emails_to,
     invite_and_join,
     login,
+    patch_member,
     signed_up,
     strong_password,
     token_from_email,
@@ -112,36 +113,18 @@ async def test_admin_manages_but_cannot_touch_owners(
         "mfa_enabled",
     }
 
-    promoted = await client.patch(
-        f"/api/v1/orgs/{owner.org_id}/members/{clinician.user_id}",
-        json={"role": "billing"},
-        headers=admin.auth,
-    )
+    promoted = await patch_member(client, admin, clinician.user_id, {"role": "billing"})
     assert promoted.status_code == 200
     assert promoted.json()["role"] == "billing"
 
     for payload in ({"role": "admin"}, {"active": False}):
-        denied = await client.patch(
-            f"/api/v1/orgs/{owner.org_id}/members/{owner.user_id}", json=payload, headers=admin.auth
-        )
+        denied = await patch_member(client, admin, owner.user_id, payload)
         assert denied.status_code == 403
-    make_owner = await client.patch(
-        f"/api/v1/orgs/{owner.org_id}/members/{clinician.user_id}",
-        json={"role": "owner"},
-        headers=admin.auth,
-    )
+    make_owner = await patch_member(client, admin, clinician.user_id, {"role": "owner"})
     assert make_owner.status_code == 403
-    not_member = await client.patch(
-        f"/api/v1/orgs/{owner.org_id}/members/not-a-user",
-        json={"role": "admin"},
-        headers=admin.auth,
-    )
+    not_member = await patch_member(client, admin, "not-a-user", {"role": "admin"})
     assert not_member.status_code == 404
-    bad_role = await client.patch(
-        f"/api/v1/orgs/{owner.org_id}/members/{clinician.user_id}",
-        json={"role": "superuser"},
-        headers=admin.auth,
-    )
+    bad_role = await patch_member(client, admin, clinician.user_id, {"role": "superuser"})
     assert bad_role.status_code == 422
 
 
@@ -150,24 +133,14 @@ async def test_last_owner_can_be_neither_demoted_nor_deactivated(
 ) -> None:
     owner = await signed_up(client, db)
     for payload in ({"role": "admin"}, {"active": False}):
-        response = await client.patch(
-            f"/api/v1/orgs/{owner.org_id}/members/{owner.user_id}", json=payload, headers=owner.auth
-        )
+        response = await patch_member(client, owner, owner.user_id, payload)
         assert response.status_code == 409
         assert response.json()["code"] == "last_owner"
     second = await invite_and_join(client, db, owner, "owner")
-    demoted = await client.patch(
-        f"/api/v1/orgs/{owner.org_id}/members/{owner.user_id}",
-        json={"role": "admin"},
-        headers=second.auth,
-    )
+    demoted = await patch_member(client, second, owner.user_id, {"role": "admin"})
     assert demoted.status_code == 200
     assert demoted.json()["role"] == "admin"
-    self_demote = await client.patch(
-        f"/api/v1/orgs/{owner.org_id}/members/{second.user_id}",
-        json={"role": "clinician"},
-        headers=second.auth,
-    )
+    self_demote = await patch_member(client, second, second.user_id, {"role": "clinician"})
     assert self_demote.json()["code"] == "last_owner"
 
 
@@ -181,11 +154,7 @@ async def test_deactivation_revokes_every_session_at_once(
     for token in (member.token, second):  # both cached by a first request
         me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert me.status_code == 200
-    off = await client.patch(
-        f"/api/v1/orgs/{owner.org_id}/members/{member.user_id}",
-        json={"active": False},
-        headers=owner.auth,
-    )
+    off = await patch_member(client, owner, member.user_id, {"active": False})
     assert off.status_code == 200
     assert off.json()["active"] is False
     for token in (member.token, second):
@@ -199,11 +168,7 @@ async def test_deactivation_revokes_every_session_at_once(
         f"/api/v1/orgs/{owner.org_id}", headers={"Authorization": f"Bearer {fresh['token']}"}
     )
     assert clinic.status_code == 404
-    back = await client.patch(
-        f"/api/v1/orgs/{owner.org_id}/members/{member.user_id}",
-        json={"active": True},
-        headers=owner.auth,
-    )
+    back = await patch_member(client, owner, member.user_id, {"active": True})
     assert back.json()["active"] is True
 
 
@@ -220,11 +185,7 @@ async def test_role_change_ends_the_members_sessions_and_is_audited(
     for token in tokens:  # both cached by a first request
         me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert me.status_code == 200
-    promoted = await client.patch(
-        f"/api/v1/orgs/{owner.org_id}/members/{member.user_id}",
-        json={"role": "admin"},
-        headers=owner.auth,
-    )
+    promoted = await patch_member(client, owner, member.user_id, {"role": "admin"})
     assert promoted.status_code == 200
     assert promoted.json()["role"] == "admin"
     for token in tokens:
@@ -238,19 +199,11 @@ async def test_role_change_ends_the_members_sessions_and_is_audited(
 
     # Changing one's own role is a privilege change too: the caller's token ends with it.
     second_owner = await invite_and_join(client, db, owner, "owner")
-    self_demoted = await client.patch(
-        f"/api/v1/orgs/{owner.org_id}/members/{second_owner.user_id}",
-        json={"role": "admin"},
-        headers=second_owner.auth,
-    )
+    self_demoted = await patch_member(client, second_owner, second_owner.user_id, {"role": "admin"})
     assert self_demoted.status_code == 200
     assert (await client.get("/api/v1/me", headers=second_owner.auth)).status_code == 401
     # A request that changes nothing revokes nothing.
-    unchanged = await client.patch(
-        f"/api/v1/orgs/{owner.org_id}/members/{member.user_id}",
-        json={"role": "admin"},
-        headers=owner.auth,
-    )
+    unchanged = await patch_member(client, owner, member.user_id, {"role": "admin"})
     assert unchanged.status_code == 200
     still = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {fresh['token']}"})
     assert still.status_code == 200
@@ -427,11 +380,7 @@ async def test_me_shows_role_and_clinic_name_changes_at_once(
         return membership
 
     assert (await my_membership())["role"] == "clinician"  # cached from here on
-    await client.patch(
-        f"/api/v1/orgs/{owner.org_id}/members/{member.user_id}",
-        json={"role": "auditor"},
-        headers=owner.auth,
-    )
+    await patch_member(client, owner, member.user_id, {"role": "auditor"})
     # The role change ended the member's session; signed in again, they see the new role.
     member.token = (await login(client, member)).json()["token"]
     client.cookies.clear()
