@@ -24,28 +24,12 @@ from aayu_accounts.identity.captcha import (
 )
 from aayu_accounts.identity.throttle import MemoryStore, ThrottleStore, build_throttle_store
 from aayu_accounts.kit.clock import FrozenClock
+from tests.identity.accounts.helpers import solve_captcha
 from tests.identity.throttle_fixtures import redis_settings, throttle_store
 
 __all__ = ["redis_settings", "throttle_store"]
 
 KEY = "test-hmac-key-for-altcha"
-
-
-def solve(challenge: dict[str, Any], **changes: Any) -> str:
-    """What the ALTCHA widget sends: base64 of the JSON solution."""
-    found = altcha_v1.solve_challenge(
-        challenge["challenge"], challenge["salt"], challenge["algorithm"], challenge["maxnumber"]
-    )
-    assert found is not None
-    body = {
-        "algorithm": challenge["algorithm"],
-        "challenge": challenge["challenge"],
-        "number": found.number,
-        "salt": challenge["salt"],
-        "signature": challenge["signature"],
-        **changes,
-    }
-    return base64.b64encode(json.dumps(body).encode()).decode()
 
 
 @pytest.fixture
@@ -65,18 +49,18 @@ def test_challenge_has_what_the_widget_needs(altcha_captcha: AltchaCaptcha) -> N
 
 
 async def test_a_solution_is_accepted_once(altcha_captcha: AltchaCaptcha) -> None:
-    payload = solve(altcha_captcha.challenge())
+    payload = solve_captcha(altcha_captcha.challenge())
     assert await altcha_captcha.verify(payload)
     assert not await altcha_captcha.verify(payload)  # replay
-    assert await altcha_captcha.verify(solve(altcha_captcha.challenge()))
+    assert await altcha_captcha.verify(solve_captcha(altcha_captcha.challenge()))
 
 
 async def test_an_expired_solution_is_refused(
     altcha_captcha: AltchaCaptcha, frozen_clock: FrozenClock
 ) -> None:
-    payload = solve(altcha_captcha.challenge())
+    payload = solve_captcha(altcha_captcha.challenge())
     frozen_clock.advance(299)
-    still_fresh = solve(altcha_captcha.challenge())
+    still_fresh = solve_captcha(altcha_captcha.challenge())
     frozen_clock.advance(1)
     assert not await altcha_captcha.verify(payload)
     assert await altcha_captcha.verify(still_fresh)
@@ -86,13 +70,13 @@ async def test_tampered_or_foreign_solutions_are_refused(
     altcha_captcha: AltchaCaptcha, throttle_store: ThrottleStore
 ) -> None:
     challenge = altcha_captcha.challenge()
-    good = json.loads(base64.b64decode(solve(challenge)))
-    wrong_number = solve(challenge, number=good["number"] + 1)
+    good = json.loads(base64.b64decode(solve_captcha(challenge)))
+    wrong_number = solve_captcha(challenge, number=good["number"] + 1)
     assert not await altcha_captcha.verify(wrong_number)
     later = challenge["salt"].replace("expires=", "expires=9")
-    assert not await altcha_captcha.verify(solve(challenge, salt=later))
+    assert not await altcha_captcha.verify(solve_captcha(challenge, salt=later))
     other_key = AltchaCaptcha("another key", throttle_store, max_number=2000)
-    assert not await other_key.verify(solve(challenge))
+    assert not await other_key.verify(solve_captcha(challenge))
     foreign = altcha_v1.create_challenge(
         algorithm="SHA-256",
         max_number=2000,
@@ -104,8 +88,8 @@ async def test_tampered_or_foreign_solutions_are_refused(
         params=None,
     )
     as_dict = foreign.to_dict() | {"maxnumber": 2000}
-    assert not await altcha_captcha.verify(solve(as_dict))
-    assert await altcha_captcha.verify(solve(challenge))
+    assert not await altcha_captcha.verify(solve_captcha(as_dict))
+    assert await altcha_captcha.verify(solve_captcha(challenge))
 
 
 @pytest.mark.parametrize(
@@ -140,13 +124,13 @@ async def test_malformed_payloads_are_refused_without_error(
 async def test_wrongly_typed_fields_are_refused(
     altcha_captcha: AltchaCaptcha, changes: dict[str, Any]
 ) -> None:
-    assert not await altcha_captcha.verify(solve(altcha_captcha.challenge(), **changes))
+    assert not await altcha_captcha.verify(solve_captcha(altcha_captcha.challenge(), **changes))
 
 
 async def test_salt_with_two_expiries_is_refused(altcha_captcha: AltchaCaptcha) -> None:
     challenge = altcha_captcha.challenge()
     doubled = challenge["salt"] + "expires=99999999999&"
-    assert not await altcha_captcha.verify(solve(challenge, salt=doubled))
+    assert not await altcha_captcha.verify(solve_captcha(challenge, salt=doubled))
 
 
 async def test_a_solution_is_single_use_across_instances_sharing_redis(
@@ -157,7 +141,7 @@ async def test_a_solution_is_single_use_across_instances_sharing_redis(
     try:
         first = AltchaCaptcha(KEY, first_store, max_number=2000)
         second = AltchaCaptcha(KEY, second_store, max_number=2000)
-        payload = solve(first.challenge())
+        payload = solve_captcha(first.challenge())
         assert await second.verify(payload)
         assert not await first.verify(payload)
         assert not await second.verify(payload)
@@ -181,8 +165,8 @@ async def test_build_captcha_defaults_to_altcha_with_the_given_key(
     assert challenge["maxnumber"] == settings.altcha_max_number == 100_000
     # Signed with the key handed in (the keyring's, later): a verifier with that key agrees.
     same_key = AltchaCaptcha(KEY, MemoryStore())
-    assert await same_key.verify(solve(challenge))
-    assert await captcha.verify(solve(captcha.challenge()))
+    assert await same_key.verify(solve_captcha(challenge))
+    assert await captcha.verify(solve_captcha(captcha.challenge()))
 
 
 class Siteverify(BaseHTTPRequestHandler):

@@ -189,8 +189,8 @@ async def patch_member(
     )
 
 
-def solve_captcha(challenge: dict[str, Any]) -> str:
-    """What the ALTCHA widget sends: base64 of the JSON solution."""
+def solve_captcha(challenge: dict[str, Any], **changes: Any) -> str:
+    """What the ALTCHA widget sends: base64 of the JSON solution (``changes`` tamper with it)."""
     found = altcha_v1.solve_challenge(
         challenge["challenge"], challenge["salt"], challenge["algorithm"], challenge["maxnumber"]
     )
@@ -201,6 +201,7 @@ def solve_captcha(challenge: dict[str, Any]) -> str:
         "number": found.number,
         "salt": challenge["salt"],
         "signature": challenge["signature"],
+        **changes,
     }
     return base64.b64encode(json.dumps(body).encode()).decode()
 
