@@ -22,16 +22,11 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from aayu_accounts.api_security.settings import ApiSecuritySettings
-from aayu_accounts.app import create_app
 from aayu_accounts.billing.payment_provider.base import PriceSpec
 from aayu_accounts.billing.payment_provider.stripe import StripeProvider
-from aayu_accounts.billing.plan.catalog import DEFAULT_PLANS
-from aayu_accounts.billing.plan.service import seed_plans
 from aayu_accounts.billing.runtime import BillingRuntime
 from aayu_accounts.billing.stripe_webhook import service as webhooks
 from aayu_accounts.config import PaymentProvider, Settings
@@ -44,11 +39,17 @@ from aayu_accounts.models.outbox_email import OutboxEmail
 from aayu_accounts.models.subscription import Subscription
 from aayu_accounts.models.user import User
 from tests.billing.factories import add_member, make_clinic, seed_default_plans
-from tests.billing.webhook_helpers import SECRET, deliver, drain_jobs, recorded_events
+from tests.billing.webhook_helpers import (
+    SECRET,
+    deliver,
+    drain_jobs,
+    recorded_events,
+    seed_recorded_plans,
+    webhook_app,
+)
 from tests.fixtures.stripe import LocalStripe
 
 EVENTS = "checkout_trial_events.json"
-PRICE = "price_1QAayuClinicMonthly"
 TRIAL_END = datetime.fromtimestamp(1795000000 + 14 * 86400, UTC)
 
 
@@ -64,23 +65,15 @@ def settings(settings: Settings) -> Settings:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def app(settings: Settings, db: Database, keyring: Keyring) -> AsyncIterator[FastAPI]:
-    application = create_app(settings, database=db, keyring=keyring)
-    application.state.api_security_settings = ApiSecuritySettings(
-        rate_limit_routes={"/api/v1/webhooks/stripe": "10000/minute"}
-    )
-    async with LifespanManager(application):
+    async with webhook_app(settings, db, keyring) as application:
         yield application
 
 
 async def _clinic(db: Database) -> tuple[str, list[str]]:
     """A clinic (owner, billing member, one clinician); returns its id and the user ids
     the billing emails go to."""
-    catalog = [
-        plan.model_copy(update={"stripe_price_id": PRICE}) if plan.id == "clinic_monthly" else plan
-        for plan in DEFAULT_PLANS
-    ]
     async with db.session_scope() as session:
-        await seed_plans(session, catalog)
+        await seed_recorded_plans(session)
         clinic = await make_clinic(session)
         billing_member = await add_member(session, clinic, "billing")
     return clinic.org_id, [clinic.owner_id, billing_member]

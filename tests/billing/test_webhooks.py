@@ -13,16 +13,11 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from aayu_accounts.api_security.settings import ApiSecuritySettings
-from aayu_accounts.app import create_app
 from aayu_accounts.billing import dunning
 from aayu_accounts.billing.entitlement.service import check_entitlement
-from aayu_accounts.billing.plan.catalog import DEFAULT_PLANS
-from aayu_accounts.billing.plan.service import seed_plans
 from aayu_accounts.billing.runtime import BillingRuntime
 from aayu_accounts.billing.subscription import repository as subscription_repository
 from aayu_accounts.config import Settings
@@ -41,22 +36,17 @@ from tests.billing.webhook_helpers import (
     deliver,
     drain_jobs,
     recorded_events,
+    seed_recorded_plans,
     sign,
+    webhook_app,
 )
 
 LIFECYCLE = "subscription_lifecycle_events.json"
-PRICE = "price_1QAayuClinicMonthly"
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def app(settings: Settings, db: Database, keyring: Keyring) -> AsyncIterator[FastAPI]:
-    """The app with Stripe's webhook path allowed more than the anonymous per-IP limit
-    (Stripe delivers many events from few addresses; the signature is the gate)."""
-    application = create_app(settings, database=db, keyring=keyring)
-    application.state.api_security_settings = ApiSecuritySettings(
-        rate_limit_routes={"/api/v1/webhooks/stripe": "10000/minute"}
-    )
-    async with LifespanManager(application):
+    async with webhook_app(settings, db, keyring) as application:
         yield application
 
 
@@ -67,12 +57,8 @@ def settings(settings: Settings) -> Settings:
 
 
 async def _clinic(db: Database) -> str:
-    catalog = [
-        plan.model_copy(update={"stripe_price_id": PRICE}) if plan.id == "clinic_monthly" else plan
-        for plan in DEFAULT_PLANS
-    ]
     async with db.session_scope() as session:
-        await seed_plans(session, catalog)
+        await seed_recorded_plans(session)
         clinic = await make_clinic(session)
     return clinic.org_id
 
