@@ -18,16 +18,20 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as redis_asyncio
 from fastapi import FastAPI
-from sqlalchemy import event
+from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 
+from aayu_accounts.api_security.request_signing.directory import ClientDirectory
 from aayu_accounts.api_security.request_signing.nonces import MemoryNonceStore, RedisNonceStore
 from aayu_accounts.api_security.runtime import ApiSecurityRuntime
 from aayu_accounts.api_security.service_client.schemas import IssuedSecret
 from aayu_accounts.client.signing import secret_key, sign_headers
 from aayu_accounts.db import Database
-from tests.api_security.conftest import SigningClient
+from aayu_accounts.kit import clock
+from aayu_accounts.models.service_client import ServiceClient
+from tests.api_security.conftest import SigningClient, create_client
 from tests.client.server import server_stack
+from tests.faults.proxy import TcpProxy
 from tests.fixtures.services import REDIS_URL, redis_available, require
 from tests.identity.accounts.helpers import Account, signed_up
 
@@ -158,6 +162,78 @@ async def test_the_directory_listens_for_changes_with_redis(app: FastAPI) -> Non
     if runtime.redis is None:
         pytest.skip("the listener runs with Redis only")
     await asyncio.wait_for(runtime.directory.listening.wait(), 5)
+
+
+@pytest.mark.timeout(60)
+async def test_while_deaf_every_lookup_goes_to_the_database(db: Database) -> None:
+    """Credentials are cached only while the directory hears other instances' changes: with
+    its subscription lost, a client disabled on another instance is refused at once."""
+    require("Redis", redis_available())
+    issued = await create_client(db, f"deaf-{uuid.uuid4().hex[:8]}")
+    options = redis_asyncio.Redis.from_url(REDIS_URL).connection_pool.connection_kwargs
+    async with TcpProxy(str(options["host"]), int(options["port"])) as proxy:
+        redis = redis_asyncio.Redis(
+            host="127.0.0.1", port=proxy.port, socket_connect_timeout=1, socket_timeout=1
+        )
+        # Cached for an hour: only deafness can explain a lookup reaching the database.
+        directory = ClientDirectory(
+            db, 3600, redis=redis, channel=f"aayu-test:clients:{uuid.uuid4().hex}"
+        )
+        directory.start()
+        try:
+            await asyncio.wait_for(directory.listening.wait(), 10)
+            first = await directory.lookup(issued.key_id)
+            with units_of_work() as taken:
+                assert await directory.lookup(issued.key_id) is first
+            assert taken[0] == 0  # listening: served from memory
+
+            proxy.cut()
+
+            async def deaf() -> bool:
+                return directory.deaf
+
+            await _within(10, deaf)
+            with units_of_work() as taken:
+                for _ in range(3):
+                    found = await directory.lookup(issued.key_id)
+                    assert found is not None
+                    assert not found.disabled
+            assert taken[0] == 3  # deaf: the database, every time
+
+            # Disabled on another instance: the row changes, no message can arrive.
+            async with db.session_scope() as session:
+                await session.execute(
+                    update(ServiceClient)
+                    .where(ServiceClient.key_id == issued.key_id)
+                    .values(disabled_at=clock.now())
+                )
+            found = await directory.lookup(issued.key_id)
+            assert found is not None
+            assert found.disabled  # refused at once
+
+            proxy.restore()
+            await asyncio.wait_for(directory.listening.wait(), 10)
+            again = await directory.lookup(issued.key_id)
+            with units_of_work() as taken:
+                assert await directory.lookup(issued.key_id) is again
+            assert taken[0] == 0  # listening again: cached again
+        finally:
+            await directory.stop()
+            await redis.aclose()
+
+
+async def test_without_redis_the_directory_caches(db: Database) -> None:
+    issued = await create_client(db, f"local-{uuid.uuid4().hex[:8]}")
+    directory = ClientDirectory(db, 3600)
+    directory.start()  # nothing to listen to
+    try:
+        assert not directory.deaf
+        first = await directory.lookup(issued.key_id)
+        with units_of_work() as taken:
+            assert await directory.lookup(issued.key_id) is first
+        assert taken[0] == 0
+    finally:
+        await directory.stop()
 
 
 # --- across processes: the CLI changes a client while a server has it cached ----------------

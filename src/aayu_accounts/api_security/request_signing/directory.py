@@ -3,16 +3,17 @@
 A signed request should not cost a database round trip and a decryption each time. A rotation
 or a disable drops the key id here and, through Redis, on every instance as soon as it commits
 (``service_client/changes.py``); ``ttl_seconds`` (``AAYU_CLIENT_CACHE_SECONDS``) still bounds
-how long a lost message can matter. Unknown key ids are not cached, so a client created a
-moment ago works at once. Concurrent misses for one key id share one lookup, so an expiry
-under load costs one pooled connection, not one per request in flight, and an entry in use is
-reloaded in the background once half its lifetime has passed, so it does not lapse at all.
+how long a lost message can matter. With Redis, nothing is cached while this process is not
+subscribed to those changes (``kit/invalidation_listener.py``). Unknown key ids are not
+cached, so a client created a moment ago works at once. Concurrent misses for one key id share
+one lookup, so an expiry under load costs one pooled connection, not one per request in
+flight, and an entry in use is reloaded in the background once half its lifetime has passed,
+so it does not lapse at all.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from aayu_accounts.api_security.service_client import service as client_service
 from aayu_accounts.api_security.service_client.service import ClientCredentials
 from aayu_accounts.db import Database
 from aayu_accounts.kit import clock
+from aayu_accounts.kit.invalidation_listener import listener_for
 
 log = structlog.get_logger(__name__)
 
@@ -41,10 +43,11 @@ class ClientDirectory:
         # Bumped by every forget: a lookup that started before it is answered, never cached.
         self._generation = 0
         self._redis = redis
-        self._channel = channel
-        self._listener: asyncio.Task[None] | None = None
-        # Set once the listener is subscribed (tests wait for it).
-        self.listening = asyncio.Event()
+        # Changes made while not subscribed were missed: on a gap it starts afresh.
+        self._listener = listener_for(
+            redis, channel, "client_directory", self._receive, self.forget
+        )
+        self._never = asyncio.Event()  # ``listening`` without Redis: never set
         changes.register(self)
 
     async def lookup(self, key_id: str) -> ClientCredentials | None:
@@ -80,7 +83,9 @@ class ClientDirectory:
         if found is None:
             self._entries.pop(key_id, None)
             return None
-        if self.ttl_seconds > 0 and generation == self._generation:
+        # Nothing is kept while deaf (a change made elsewhere meanwhile would not reach this
+        # copy); what was kept before went with the gap's forget.
+        if self.ttl_seconds > 0 and generation == self._generation and not self.deaf:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
             self._entries[key_id] = (clock.monotonic(), found)
@@ -98,58 +103,38 @@ class ClientDirectory:
     # --- cross-instance invalidation (service_client/changes.py) ----------------------
 
     def publisher(self) -> tuple[Any, str] | None:
-        if self._redis is None or self._channel is None or self._listener is None:
+        if self._listener is None or not self._listener.running:
             return None  # no Redis, or stopped (its client closed)
-        return self._redis, self._channel
+        return self._redis, self._listener.channel
 
     def start(self) -> None:
         """Listen for other instances' changes (with Redis; needs a running loop)."""
-        if self._redis is None or self._channel is None or self._listener is not None:
-            return
-        self._listener = asyncio.get_running_loop().create_task(
-            self._listen(), name="aayu-client-directory"
-        )
+        if self._listener is not None:
+            self._listener.start_soon()
 
-    async def _listen(self) -> None:
-        pubsub = self._redis.pubsub()
-        try:
-            while True:
-                try:
-                    if not pubsub.subscribed:
-                        await pubsub.subscribe(self._channel)
-                        # Changes made while not subscribed were missed: start afresh.
-                        self.forget()
-                        self.listening.set()
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
-                except Exception as exc:
-                    log.warning("client_directory.subscription_failed", error=type(exc).__name__)
-                    self.listening.clear()
-                    self.forget()
-                    with contextlib.suppress(Exception):
-                        await pubsub.reset()
-                    pubsub = self._redis.pubsub()
-                    await asyncio.sleep(1)
-                    continue
-                if message and message.get("type") == "message":
-                    try:
-                        key_ids = changes.key_ids_of(message["data"])
-                    except (ValueError, TypeError, AttributeError):
-                        continue
-                    if key_ids is None:
-                        self.forget()
-                    else:
-                        for key_id in key_ids:
-                            self.forget(key_id)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+    @property
+    def listening(self) -> asyncio.Event:
+        """Set while subscribed to other instances' changes (tests wait for it)."""
+        return self._never if self._listener is None else self._listener.listening
+
+    @property
+    def deaf(self) -> bool:
+        """With Redis, credentials are cached only while this process hears other instances'
+        rotations and disables: deaf (not subscribed yet, or the subscription lost), every
+        lookup goes to the database, so a key disabled elsewhere stops verifying at once."""
+        return self._listener is not None and not self._listener.subscribed
+
+    def _receive(self, raw: Any) -> None:
+        key_ids = changes.key_ids_of(raw)
+        if key_ids is None:
+            self.forget()
+        else:
+            for key_id in key_ids:
+                self.forget(key_id)
 
     async def stop(self) -> None:
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+            await self._listener.stop()
         # Lookups in flight finish (bounded by the database timeouts): cancelling one would
         # leave its connection mid-statement.
         if self._loading:

@@ -11,6 +11,8 @@ snapshot is loaded once and kept ``entitlement_cache_seconds``; a billing change
   and every instance listening drops its snapshot, the same fan-out as the session cache's
   (``identity/auth_session/cache.py``). A process without a listener of its own (the
   ``aayu-accounts worker``, a CLI command) publishes through a short-lived connection;
+* an instance keeps snapshots only while subscribed (``kit/invalidation_listener.py``): not
+  subscribed yet or the subscription lost, every check loads afresh;
 * without Redis (embedded mode: one process) the in-process drop is all there is;
 * the lifetime still bounds staleness when Redis loses a message (pub/sub does not replay to a
   subscriber that was reconnecting).
@@ -42,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aayu_accounts.billing import runtime
 from aayu_accounts.billing.hooks import after_commit
 from aayu_accounts.kit import clock
+from aayu_accounts.kit.invalidation_listener import listener_for
 from aayu_accounts.kit.redis_client import create_redis
 
 log = structlog.get_logger(__name__)
@@ -73,8 +76,15 @@ class EntitlementCache:
         self._lock = threading.Lock()
         self._redis = redis
         self._channel = channel
-        self._listener: asyncio.Task[None] | None = None
+        # Messages may have been lost while not subscribed: on a gap it drops everything.
+        self._listener = listener_for(redis, channel, "entitlement_cache", self.apply, self.clear)
         self._publishes: set[asyncio.Task[Any]] = set()
+
+    @property
+    def deaf(self) -> bool:
+        """With a listener, snapshots are kept only while it hears other instances' changes:
+        deaf (not subscribed yet, or the subscription lost), every check loads afresh."""
+        return self._listener is not None and not self._listener.subscribed
 
     @property
     def redis(self) -> Any:
@@ -89,6 +99,8 @@ class EntitlementCache:
         return entry
 
     def put(self, snapshot: OrgSnapshot) -> None:
+        if self.deaf:
+            return
         self._entries[snapshot.org_id] = snapshot
 
     def invalidate(self, org_id: str) -> None:
@@ -157,43 +169,14 @@ class EntitlementCache:
             self.invalidate(str(org_id))
 
     async def start(self) -> None:
-        """Listen for other instances' invalidations (with Redis configured)."""
-        if self._redis is None or self._channel is None or self._listener is not None:
-            return
-        pubsub = self._redis.pubsub()
-        try:
-            await pubsub.subscribe(self._channel)
-        except Exception:
-            # Redis down at start-up must not stop the instance: the listener keeps trying.
-            log.warning("entitlement_cache.subscription_failed")
-        self._listener = asyncio.create_task(self._listen(pubsub), name="aayu-entitlement-cache")
-
-    async def _listen(self, pubsub: Any) -> None:
-        try:
-            while True:
-                try:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
-                except Exception:
-                    # Messages may have been lost while disconnected: drop everything.
-                    log.warning("entitlement_cache.subscription_failed")
-                    self.clear()
-                    await asyncio.sleep(1)
-                    with contextlib.suppress(Exception):
-                        await pubsub.subscribe(self._channel)
-                    continue
-                if message and message.get("type") == "message":
-                    with contextlib.suppress(ValueError, TypeError, AttributeError):
-                        self.apply(message["data"])
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+        """Listen for other instances' invalidations (with Redis configured); Redis away at
+        start-up does not stop the instance (the cache stays off until it subscribes)."""
+        if self._listener is not None:
+            await self._listener.start()
 
     async def stop(self) -> None:
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+            await self._listener.stop()
         await self.drain()
 
     async def drain(self) -> None:

@@ -17,7 +17,6 @@ Why: an authenticated request should cost no database round trip. Why it stays c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import zlib
 from collections import OrderedDict
@@ -31,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from aayu_accounts.kit import clock
+from aayu_accounts.kit.invalidation_listener import listener_for
 
 log = structlog.get_logger(__name__)
 
@@ -111,12 +111,17 @@ class SessionCache:
         self._by_user: dict[str, set[str]] = {}
         self._redis = redis
         self._channel = channel
-        self._listener: asyncio.Task[None] | None = None
+        self._listener = listener_for(
+            redis, channel, "session_cache", self._receive, self._forget_all
+        )
         self._publishes: set[asyncio.Task[Any]] = set()
-        # With Redis configured, this process only caches while it hears other instances'
-        # revocations: deaf (not subscribed yet, or the subscription lost), every lookup goes
-        # to the database, so a session revoked elsewhere is never served from here.
-        self.deaf = redis is not None
+
+    @property
+    def deaf(self) -> bool:
+        """With Redis configured, this process only caches while it hears other instances'
+        revocations: deaf (not subscribed yet, or the subscription lost), every lookup goes
+        to the database, so a session revoked elsewhere is never served from here."""
+        return self._listener is not None and not self._listener.subscribed
 
     # --- lookups -------------------------------------------------------------------
 
@@ -207,48 +212,19 @@ class SessionCache:
         Redis away at start-up does not keep the instance from starting: it serves without
         the cache (``deaf``) and the listener keeps trying to subscribe.
         """
-        if self._redis is None or self._listener is not None:
-            return
-        pubsub = self._redis.pubsub()
-        with contextlib.suppress(Exception):
-            await self._subscribe(pubsub)
-        self._listener = asyncio.create_task(self._listen(pubsub), name="aayu-session-cache")
+        if self._listener is not None:
+            await self._listener.start()
 
-    async def _subscribe(self, pubsub: Any) -> None:
-        await pubsub.subscribe(self._channel)
+    def _receive(self, raw: Any) -> None:
+        self.apply(Invalidation.from_json(raw))
+
+    def _forget_all(self) -> None:
         # Whatever was revoked while this process was not listening is unknown: start afresh.
         self.apply(Invalidation(everything=True))
-        self.deaf = False
-
-    async def _listen(self, pubsub: Any) -> None:
-        try:
-            while True:
-                try:
-                    if not pubsub.subscribed:
-                        await self._subscribe(pubsub)
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
-                except Exception as exc:
-                    log.warning("session_cache.subscription_failed", error=type(exc).__name__)
-                    self.deaf = True
-                    self.apply(Invalidation(everything=True))
-                    with contextlib.suppress(Exception):
-                        await pubsub.aclose()
-                    pubsub = self._redis.pubsub()
-                    await asyncio.sleep(1)
-                    continue
-                if message and message.get("type") == "message":
-                    with contextlib.suppress(ValueError, TypeError):
-                        self.apply(Invalidation.from_json(message["data"]))
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
 
     async def stop(self) -> None:
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+            await self._listener.stop()
         if self._publishes:
             await asyncio.gather(*self._publishes, return_exceptions=True)
 
