@@ -33,19 +33,26 @@ def settings(settings: Settings) -> Settings:
 AppFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
-@pytest.fixture
-def app_with(settings: Settings, db: Database, keyring: Keyring) -> AppFactory:
-    """An app (and client) with some settings changed, on the test's database."""
+def app_factory(settings: Settings, database: Database, keyring: Keyring) -> AppFactory:
+    """Each call runs a new app (and client) on ``database``, with some of ``settings`` changed."""
 
     @asynccontextmanager
     async def factory(**changes: object) -> AsyncIterator[httpx.AsyncClient]:
-        application = create_app(settings.model_copy(update=changes), database=db, keyring=keyring)
+        application = create_app(
+            settings.model_copy(update=changes), database=database, keyring=keyring
+        )
         async with LifespanManager(application):
             transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
                 yield c
 
     return factory
+
+
+@pytest.fixture
+def app_with(settings: Settings, db: Database, keyring: Keyring) -> AppFactory:
+    """An app (and client) with some settings changed, on the test's database."""
+    return app_factory(settings, db, keyring)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -72,3 +79,19 @@ async def own_database(
         await engine.dispose()
         if name is not None:
             await drop_pg_database(name)
+
+
+@pytest.fixture
+def shared_db(own_database: tuple[AsyncEngine, Settings]) -> Database:
+    return Database(own_database[0])
+
+
+@pytest.fixture
+def instance(
+    own_database: tuple[AsyncEngine, Settings], shared_db: Database, keyring: Keyring
+) -> AppFactory:
+    """App instances as separate processes: one database (``shared_db``) and one Redis."""
+    _, own_settings = own_database
+    if not own_settings.redis_url:
+        pytest.skip("shared state between instances needs Redis (the PostgreSQL backend)")
+    return app_factory(own_settings, shared_db, keyring)

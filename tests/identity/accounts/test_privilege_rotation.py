@@ -9,21 +9,13 @@ revocation reaching a second instance through Redis.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aayu_accounts.app import create_app
 from aayu_accounts.audit.actions import AuditAction
-from aayu_accounts.config import Settings
-from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
 from aayu_accounts.identity.auth_session.cookies import SESSION_COOKIE
 from aayu_accounts.identity.tokens import hash_token
@@ -245,36 +237,13 @@ async def test_reactivation_ends_the_members_sessions_and_is_audited(
     assert event.details == {"sessions_revoked": 1}
 
 
-@pytest.fixture
-def instance(
-    own_database: tuple[AsyncEngine, Settings], keyring: Keyring
-) -> tuple[AppFactory, Database]:
-    engine, own_settings = own_database
-    if not own_settings.redis_url:
-        pytest.skip("shared state between instances needs Redis (the PostgreSQL backend)")
-    shared = Database(engine)
-
-    @asynccontextmanager
-    async def factory(**changes: object) -> AsyncIterator[httpx.AsyncClient]:
-        application = create_app(
-            own_settings.model_copy(update=changes), database=shared, keyring=keyring
-        )
-        async with LifespanManager(application):
-            transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-                yield c
-
-    return factory, shared
-
-
 async def test_the_rotated_token_ends_on_the_other_instance_too(
-    instance: tuple[AppFactory, Database],
+    instance: AppFactory, shared_db: Database
 ) -> None:
-    factory, shared = instance
-    async with factory() as first, factory() as second:
-        owner = await signed_up(first, shared)
-        joiner = await signed_up(first, shared, org_name="Second Clinic")
-        token = await _invite(first, shared, owner, joiner)
+    async with instance() as first, instance() as second:
+        owner = await signed_up(first, shared_db)
+        joiner = await signed_up(first, shared_db, org_name="Second Clinic")
+        token = await _invite(first, shared_db, owner, joiner)
         # The second instance caches the joiner's session (without the new membership).
         assert await _me_status(second, joiner.token) == 200
         accepted = await first.post(

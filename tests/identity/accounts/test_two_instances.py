@@ -7,46 +7,10 @@ of the test's own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import httpx
-import pytest
-from asgi_lifespan import LifespanManager
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from aayu_accounts.app import create_app
-from aayu_accounts.config import Settings
-from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
 from tests.identity.accounts.conftest import AppFactory
 from tests.identity.accounts.helpers import login, signed_up, solve_captcha
-
-
-@pytest.fixture
-def shared_db(own_database: tuple[AsyncEngine, Settings]) -> Database:
-    return Database(own_database[0])
-
-
-@pytest.fixture
-def instance(
-    own_database: tuple[AsyncEngine, Settings], shared_db: Database, keyring: Keyring
-) -> AppFactory:
-    _, own_settings = own_database
-    if not own_settings.redis_url:
-        pytest.skip("shared state between instances needs Redis (the PostgreSQL backend)")
-
-    @asynccontextmanager
-    async def factory(**changes: object) -> AsyncIterator[httpx.AsyncClient]:
-        application = create_app(
-            own_settings.model_copy(update=changes), database=shared_db, keyring=keyring
-        )
-        async with LifespanManager(application):
-            transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-                yield c
-
-    return factory
 
 
 async def test_revocation_on_one_instance_reaches_the_other(
