@@ -1,5 +1,5 @@
 """Billing test fixtures: the billing runtime configured from the test settings, an empty
-entitlement cache, and the local provider."""
+entitlement cache, the local provider, and the Stripe provider on localstripe."""
 
 from __future__ import annotations
 
@@ -12,24 +12,35 @@ import pytest_asyncio
 
 from aayu_accounts import migrate
 from aayu_accounts.billing import runtime
-from aayu_accounts.billing.entitlement.cache import cache
 from aayu_accounts.billing.payment_provider.local import LocalProvider
+from aayu_accounts.billing.payment_provider.stripe import StripeProvider
 from aayu_accounts.config import Settings
 from aayu_accounts.db import Database, create_engine
+from tests.fixtures.billing_stripe import billing_runtime, stripe_provider, stripe_settings_for
 from tests.fixtures.database import create_pg_database, drop_pg_database
+from tests.fixtures.stripe import LocalStripe
 
 
 @pytest.fixture
 def billing(settings: Settings) -> Iterator[runtime.BillingRuntime]:
-    configured = runtime.configure(settings)
-    cache.clear()
-    yield configured
-    cache.clear()
+    with billing_runtime(settings) as configured:
+        yield configured
 
 
 @pytest.fixture
 def local_provider() -> LocalProvider:
     return LocalProvider()
+
+
+@pytest.fixture
+def stripe_settings(settings: Settings, localstripe: LocalStripe) -> Settings:
+    return stripe_settings_for(settings, localstripe)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def provider(stripe_settings: Settings) -> AsyncIterator[StripeProvider]:
+    async with stripe_provider(stripe_settings) as created:
+        yield created
 
 
 @pytest_asyncio.fixture(loop_scope="session")

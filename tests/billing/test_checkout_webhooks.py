@@ -29,7 +29,7 @@ from aayu_accounts.billing.payment_provider.base import PriceSpec
 from aayu_accounts.billing.payment_provider.stripe import StripeProvider
 from aayu_accounts.billing.runtime import BillingRuntime
 from aayu_accounts.billing.stripe_webhook import service as webhooks
-from aayu_accounts.config import PaymentProvider, Settings
+from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
 from aayu_accounts.kit.clock import FrozenClock
@@ -47,7 +47,6 @@ from tests.billing.webhook_helpers import (
     seed_recorded_plans,
     webhook_app,
 )
-from tests.fixtures.stripe import LocalStripe
 
 EVENTS = "checkout_trial_events.json"
 TRIAL_END = datetime.fromtimestamp(1795000000 + 14 * 86400, UTC)
@@ -185,21 +184,6 @@ async def test_trial_will_end_email_once_per_event(
 
 
 # --- with the real SDK against localstripe --------------------------------------------
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def provider(settings: Settings, localstripe: LocalStripe) -> AsyncIterator[StripeProvider]:
-    created = StripeProvider.from_settings(
-        settings.model_copy(
-            update={
-                "payment_provider": PaymentProvider.STRIPE,
-                "stripe_api_key": localstripe.api_key,
-                "stripe_api_base": localstripe.base_url,
-            }
-        )
-    )
-    yield created
-    await created.aclose()
 
 
 async def _stripe_subscription(provider: StripeProvider, org_id: str) -> Any:

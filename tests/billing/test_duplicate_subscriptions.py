@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from localstripe import resources  # type: ignore[import-untyped]  # loaded by tests.fixtures.stripe
 from sqlalchemy import select
 
 from aayu_accounts.audit.service import Actor
@@ -45,6 +44,7 @@ from aayu_accounts.models.user import User
 from tests.billing.factories import Clinic, make_clinic, seed_default_plans
 from tests.billing.webhook_helpers import drain_jobs
 from tests.faults.stripe_standin import StripeStandIn, stripe_stand_in
+from tests.fixtures.billing_stripe import billing_runtime, stored
 from tests.fixtures.stripe import HostedPagesStandIn, LocalStripe
 
 DUPLICATE_CANCELED = "billing:subscription:duplicate_canceled"
@@ -53,35 +53,10 @@ ATTEMPT_TIMEOUT = 1.0
 
 
 @pytest.fixture
-def stripe_settings(settings: Settings, localstripe: LocalStripe) -> Settings:
-    return settings.model_copy(
-        update={
-            "payment_provider": PaymentProvider.STRIPE,
-            "stripe_api_key": localstripe.api_key,
-            "stripe_api_base": localstripe.base_url,
-        }
-    )
-
-
-@pytest.fixture
 def billing(stripe_settings: Settings) -> Iterator[runtime.BillingRuntime]:
     """The job runner's billing configuration: the Stripe provider, as in production."""
-    configured = runtime.configure(stripe_settings)
-    cache.clear()
-    yield configured
-    cache.clear()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def provider(stripe_settings: Settings) -> AsyncIterator[StripeProvider]:
-    created = StripeProvider.from_settings(stripe_settings)
-    yield created
-    await created.aclose()
-
-
-def _stored(kind: str) -> list[Any]:
-    """Objects of one kind in localstripe's in-process store (emptied for each test)."""
-    return [v for k, v in resources.store.items() if k.startswith(f"{kind}:")]
+    with billing_runtime(stripe_settings) as configured:
+        yield configured
 
 
 async def _checkout_leaves(
@@ -262,7 +237,7 @@ async def test_two_completed_checkouts_leave_one_subscription(
     # (3 seats) refunded in full, once.
     assert await _remote_status(provider, first.id) == "active"
     assert await _remote_status(provider, second.id) == "canceled"
-    refunds = _stored("refund")
+    refunds = stored("refund")
     assert [(r.amount, r.metadata.get("aayu_subscription_id")) for r in refunds] == [
         (3 * SEAT_PRICE, second.id)
     ]
@@ -301,7 +276,7 @@ async def test_two_completed_checkouts_leave_one_subscription(
         "duplicate_ended",
         "duplicate_ended",
     ]
-    assert len(_stored("refund")) == 1
+    assert len(stored("refund")) == 1
     assert len(await _duplicate_audits(db, clinic.org_id)) == 1
     assert len(await _duplicate_emails(db, clinic)) == 1
     assert await _remote_status(provider, first.id) == "active"
@@ -339,7 +314,7 @@ async def test_reordered_events_never_cancel_the_clinics_subscription(
     assert await _outcomes(db, [e["id"] for e in late]) == ["duplicate_ended", "duplicate_ended"]
     assert await _remote_status(provider, new.id) == "active"
     assert await _row(db, clinic.org_id) == (new.id, "active", 4)
-    assert _stored("refund") == []
+    assert stored("refund") == []
     assert await _duplicate_audits(db, clinic.org_id) == []
     async with db.session_scope(write=False) as session:
         jobs = (
@@ -368,7 +343,7 @@ async def test_an_unpaid_subscription_gives_way_to_the_paid_duplicate(
     assert await _row(db, clinic.org_id) == (paid.id, "active", 2)
     assert await _remote_status(provider, paid.id) == "active"
     assert await _remote_status(provider, unpaid.id) in ("canceled", "incomplete_expired")
-    assert _stored("refund") == []
+    assert stored("refund") == []
     audits = await _duplicate_audits(db, clinic.org_id)
     assert [(target, details["refunded_cents"]) for target, details in audits] == [(unpaid.id, 0)]
 
@@ -431,7 +406,7 @@ async def test_stripe_failures_during_the_cancel_are_retried_by_the_job(
         assert len({s.key for s in deletes}) == 1
         assert deletes[0].key == f"aayu:duplicate:{second.id}:cancel"
         # The refund was applied by the attempt that timed out and not repeated after it.
-        refunds = _stored("refund")
+        refunds = stored("refund")
         assert [r.amount for r in refunds] == [2 * SEAT_PRICE]
         assert set(faulty_stripe.keys_for("POST", "/v1/refunds")) <= {
             f"aayu:duplicate:{second.id}:refund:{second.latest_invoice}"
@@ -543,7 +518,7 @@ async def test_a_duplicate_job_that_gave_up_runs_again_on_the_next_event(
 
     await _deliver(db, frozen_clock, _subscription_event("customer.subscription.updated", second))
     assert await _remote_status(provider, second.id) == "canceled"
-    assert [r.amount for r in _stored("refund")] == [2 * SEAT_PRICE]
+    assert [r.amount for r in stored("refund")] == [2 * SEAT_PRICE]
     async with db.session_scope(write=False) as session:
         jobs = (await session.scalars(select(Job).where(Job.dedupe_key == dedupe_key))).all()
         assert [(j.status, j.attempts) for j in jobs] == [("done", 1)]
@@ -576,7 +551,7 @@ async def test_both_checkouts_processed_at_the_same_moment_by_two_workers(
     duplicate = second.id if kept == first.id else first.id
     assert await _remote_status(provider, kept) == "active"
     assert await _remote_status(provider, duplicate) == "canceled"
-    assert [(r.amount, r.metadata.get("aayu_subscription_id")) for r in _stored("refund")] == [
+    assert [(r.amount, r.metadata.get("aayu_subscription_id")) for r in stored("refund")] == [
         (2 * SEAT_PRICE, duplicate)
     ]
     audits = await _duplicate_audits(db, clinic.org_id)

@@ -11,11 +11,9 @@ stale payload.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 import stripe
 from sqlalchemy import select
 
@@ -23,32 +21,12 @@ from aayu_accounts.billing.errors import PaymentFailed
 from aayu_accounts.billing.payment_provider.stripe import StripeProvider, is_transient
 from aayu_accounts.billing.runtime import BillingRuntime
 from aayu_accounts.billing.stripe_webhook import service as webhooks
-from aayu_accounts.config import PaymentProvider, Settings
 from aayu_accounts.db import Database
 from aayu_accounts.models.invoice import Invoice
 from aayu_accounts.models.subscription import Subscription
 from tests.billing import as_owner
 from tests.billing.factories import make_clinic, seed_default_plans
 from tests.billing.webhook_helpers import recorded_events
-from tests.fixtures.stripe import LocalStripe
-
-
-@pytest.fixture
-def stripe_settings(settings: Settings, localstripe: LocalStripe) -> Settings:
-    return settings.model_copy(
-        update={
-            "payment_provider": PaymentProvider.STRIPE,
-            "stripe_api_key": localstripe.api_key,
-            "stripe_api_base": localstripe.base_url,
-        }
-    )
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def provider(stripe_settings: Settings) -> AsyncIterator[StripeProvider]:
-    created = StripeProvider.from_settings(stripe_settings)
-    yield created
-    await created.aclose()
 
 
 async def _card(provider: StripeProvider, number: str) -> str:

@@ -19,13 +19,11 @@ from dataclasses import replace
 
 import pytest
 import pytest_asyncio
-from localstripe import resources  # type: ignore[import-untyped]  # loaded by tests.fixtures.stripe
 from sqlalchemy import select
 
 from aayu_accounts.billing import runtime
-from aayu_accounts.billing.entitlement.cache import cache
 from aayu_accounts.billing.payment_provider.stripe import StripeProvider
-from aayu_accounts.config import PaymentProvider, Settings
+from aayu_accounts.config import Settings
 from aayu_accounts.db import Database
 from aayu_accounts.kit import resilience
 from aayu_accounts.models.invoice import Invoice
@@ -33,6 +31,12 @@ from aayu_accounts.models.subscription import Subscription
 from tests.billing import as_owner
 from tests.billing.factories import make_clinic, seed_default_plans
 from tests.faults.stripe_standin import StripeStandIn, stripe_stand_in
+from tests.fixtures.billing_stripe import (
+    billing_runtime,
+    stored,
+    stripe_provider,
+    stripe_settings_for,
+)
 from tests.fixtures.stripe import LocalStripe
 
 ATTEMPT_TIMEOUT = 1.0
@@ -48,33 +52,19 @@ async def faulty_stripe(localstripe: LocalStripe) -> AsyncIterator[StripeStandIn
 def stripe_settings(
     settings: Settings, localstripe: LocalStripe, faulty_stripe: StripeStandIn
 ) -> Settings:
-    return settings.model_copy(
-        update={
-            "payment_provider": PaymentProvider.STRIPE,
-            "stripe_api_key": localstripe.api_key,
-            "stripe_api_base": faulty_stripe.url,
-        }
-    )
+    return stripe_settings_for(settings, localstripe, api_base=faulty_stripe.url)
 
 
 @pytest.fixture
 def billing(stripe_settings: Settings) -> Iterator[runtime.BillingRuntime]:
-    configured = runtime.configure(stripe_settings)
-    cache.clear()
-    yield configured
-    cache.clear()
+    with billing_runtime(stripe_settings) as configured:
+        yield configured
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def provider(stripe_settings: Settings) -> AsyncIterator[StripeProvider]:
-    created = StripeProvider.from_settings(stripe_settings)
-    yield created
-    await created.aclose()
-
-
-def _stored(kind: str) -> list[object]:
-    """Objects of one kind in localstripe's in-process store (emptied for each test)."""
-    return [v for k, v in resources.store.items() if k.startswith(f"{kind}:")]
+    async with stripe_provider(stripe_settings) as created:
+        yield created
 
 
 async def test_retries_reuse_the_idempotency_key_and_charge_once(
@@ -128,13 +118,13 @@ async def test_retries_reuse_the_idempotency_key_and_charge_once(
     assert len(faulty_stripe.keys_for("POST", "/v1/subscriptions")) == 3
 
     # Stripe's side: one customer, one subscription, one invoice — charged once.
-    assert len(_stored("customer")) == 1
-    subscriptions = _stored("subscription")
-    assert [s.id for s in subscriptions] == [subscription_id]  # type: ignore[attr-defined]
-    invoices = _stored("invoice")
+    assert len(stored("customer")) == 1
+    subscriptions = stored("subscription")
+    assert [s.id for s in subscriptions] == [subscription_id]
+    invoices = stored("invoice")
     assert len(invoices) == 1
-    assert invoices[0].status == "paid"  # type: ignore[attr-defined]
-    assert invoices[0].amount_due == 3 * 3900  # type: ignore[attr-defined]
+    assert invoices[0].status == "paid"
+    assert invoices[0].amount_due == 3 * 3900
 
     # Ours agrees.
     async with db.session_scope(write=False) as session:
