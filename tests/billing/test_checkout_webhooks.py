@@ -25,7 +25,6 @@ import pytest_asyncio
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from aayu_accounts.billing.payment_provider.base import PriceSpec
 from aayu_accounts.billing.payment_provider.stripe import StripeProvider
 from aayu_accounts.billing.runtime import BillingRuntime
 from aayu_accounts.billing.stripe_webhook import service as webhooks
@@ -45,8 +44,10 @@ from tests.billing.webhook_helpers import (
     drain_jobs,
     recorded_events,
     seed_recorded_plans,
+    stripe_event,
     webhook_app,
 )
+from tests.fixtures.billing_stripe import checkout_leaves
 
 EVENTS = "checkout_trial_events.json"
 TRIAL_END = datetime.fromtimestamp(1795000000 + 14 * 86400, UTC)
@@ -186,39 +187,6 @@ async def test_trial_will_end_email_once_per_event(
 # --- with the real SDK against localstripe --------------------------------------------
 
 
-async def _stripe_subscription(provider: StripeProvider, org_id: str) -> Any:
-    """What Checkout leaves in Stripe: a customer and a subscription carrying our org id."""
-    v1 = provider.client.v1
-    price = PriceSpec("clinic_monthly", "Clinic", 3900, "usd", "month", per_seat=True)
-    plan_id = await provider.ensure_plan(price, "checkout-test")
-    customer = await v1.customers.create_async({"metadata": {"aayu_org_id": org_id}})
-    await v1.payment_methods.attach_async("pm_card_visa", {"customer": customer.id})
-    await v1.customers.update_async(
-        customer.id, {"invoice_settings": {"default_payment_method": "pm_card_visa"}}
-    )
-    return await v1.subscriptions.create_async(
-        {
-            "customer": customer.id,
-            "items": [{"plan": plan_id, "quantity": 2}],
-            "metadata": {"aayu_org_id": org_id},
-        }
-    )
-
-
-def _event(event_id: str, kind: str, obj: dict[str, Any], created: int) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "object": "event",
-        "api_version": "2026-10-28.endive",
-        "created": created,
-        "data": {"object": obj},
-        "livemode": False,
-        "pending_webhooks": 1,
-        "request": {"id": None, "idempotency_key": None},
-        "type": kind,
-    }
-
-
 def _completed(org_id: str, mode: str, customer: str, **fields: Any) -> dict[str, Any]:
     recorded = recorded_events(EVENTS, tag="x", org_id=org_id)
     index = 0 if mode == "subscription" else 4
@@ -242,14 +210,14 @@ async def test_completed_checkout_links_the_stripe_subscription_in_either_order(
         second = await make_clinic(session, clinicians=2)
     outcomes = {}
     for clinic, completed_first in ((first, True), (second, False)):
-        remote = await _stripe_subscription(provider, clinic.org_id)
-        completed = _event(
+        remote = await checkout_leaves(provider, clinic.org_id)
+        completed = stripe_event(
             f"evt_cs_{clinic.org_id[:8]}",
             "checkout.session.completed",
             _completed(clinic.org_id, "subscription", remote.customer, subscription=remote.id),
             int(remote.created),
         )
-        created = _event(
+        created = stripe_event(
             f"evt_sc_{clinic.org_id[:8]}",
             "customer.subscription.created",
             json.loads(json.dumps(remote.to_dict())),
@@ -292,8 +260,8 @@ async def test_setup_checkout_makes_the_saved_card_the_default(
     async with db.session_scope() as session:
         await seed_default_plans(session)
         clinic = await make_clinic(session)
-    remote = await _stripe_subscription(provider, clinic.org_id)
-    linked = _event(
+    remote = await checkout_leaves(provider, clinic.org_id)
+    linked = stripe_event(
         "evt_setup_link",
         "checkout.session.completed",
         _completed(clinic.org_id, "subscription", remote.customer, subscription=remote.id),
@@ -311,7 +279,7 @@ async def test_setup_checkout_makes_the_saved_card_the_default(
     intent = await v1.setup_intents.create_async({"customer": remote.customer})
     intent = await v1.setup_intents.confirm_async(intent.id, {"payment_method": card.id})
     assert intent.status == "succeeded"
-    completed = _event(
+    completed = stripe_event(
         "evt_setup_done",
         "checkout.session.completed",
         _completed(clinic.org_id, "setup", remote.customer, setup_intent=intent.id),
@@ -326,7 +294,7 @@ async def test_setup_checkout_makes_the_saved_card_the_default(
         assert sub is not None
         assert sub.payment_method == card.id
     # An older setup Checkout arriving late does not replace the newer default.
-    late = _event(
+    late = stripe_event(
         "evt_setup_late",
         "checkout.session.completed",
         _completed(clinic.org_id, "setup", remote.customer, setup_intent=intent.id),

@@ -28,7 +28,6 @@ from aayu_accounts.audit.service import Actor
 from aayu_accounts.billing import runtime
 from aayu_accounts.billing.checkout import service as checkout
 from aayu_accounts.billing.entitlement.cache import cache
-from aayu_accounts.billing.payment_provider.base import PriceSpec
 from aayu_accounts.billing.payment_provider.stripe import StripeProvider
 from aayu_accounts.billing.stripe_webhook import service as webhooks
 from aayu_accounts.config import PaymentProvider, Settings
@@ -42,13 +41,12 @@ from aayu_accounts.models.outbox_email import OutboxEmail
 from aayu_accounts.models.subscription import Subscription
 from aayu_accounts.models.user import User
 from tests.billing.factories import Clinic, make_clinic, seed_default_plans
-from tests.billing.webhook_helpers import drain_jobs
+from tests.billing.webhook_helpers import drain_jobs, stripe_event
 from tests.faults.stripe_standin import StripeStandIn, stripe_stand_in
-from tests.fixtures.billing_stripe import billing_runtime, stored
+from tests.fixtures.billing_stripe import SEAT_PRICE, billing_runtime, checkout_leaves, stored
 from tests.fixtures.stripe import HostedPagesStandIn, LocalStripe
 
 DUPLICATE_CANCELED = "billing:subscription:duplicate_canceled"
-SEAT_PRICE = 3900
 ATTEMPT_TIMEOUT = 1.0
 
 
@@ -59,56 +57,12 @@ def billing(stripe_settings: Settings) -> Iterator[runtime.BillingRuntime]:
         yield configured
 
 
-async def _checkout_leaves(
-    provider: StripeProvider, org_id: str, *, seats: int = 2, card: str = "pm_card_visa"
-) -> Any:
-    """What one completed subscription Checkout leaves in Stripe for a new clinic: its own
-    customer (Checkout creates one per session) and a subscription carrying our org id."""
-    v1 = provider.client.v1
-    price = PriceSpec("clinic_monthly", "Clinic", SEAT_PRICE, "usd", "month", per_seat=True)
-    plan_id = await provider.ensure_plan(price, "duplicate-test")
-    customer = await v1.customers.create_async({"metadata": {"aayu_org_id": org_id}})
-    if not card.startswith("pm_"):
-        created = await v1.payment_methods.create_async(
-            {
-                "type": "card",
-                "card": {"number": card, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
-            }
-        )
-        card = str(created.id)
-    await v1.payment_methods.attach_async(card, {"customer": customer.id})
-    await v1.customers.update_async(
-        customer.id, {"invoice_settings": {"default_payment_method": card}}
-    )
-    return await v1.subscriptions.create_async(
-        {
-            "customer": customer.id,
-            "items": [{"plan": plan_id, "quantity": seats}],
-            "metadata": {"aayu_org_id": org_id},
-        }
-    )
-
-
 async def _charge_of(provider: StripeProvider, remote: Any) -> Any:
     """The charge that paid a subscription's first invoice."""
     v1 = provider.client.v1
     invoice = await v1.invoices.retrieve_async(str(remote.latest_invoice))
     charge = invoice.charge  # type: ignore[attr-defined]  # API versions before 2025-03-31
     return await v1.charges.retrieve_async(charge if isinstance(charge, str) else charge.id)
-
-
-def _event(event_id: str, kind: str, obj: dict[str, Any], created: int) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "object": "event",
-        "api_version": "2026-10-28.endive",
-        "created": created,
-        "data": {"object": obj},
-        "livemode": False,
-        "pending_webhooks": 1,
-        "request": {"id": None, "idempotency_key": None},
-        "type": kind,
-    }
 
 
 def _completed(org_id: str, remote: Any, suffix: str = "") -> dict[str, Any]:
@@ -124,7 +78,7 @@ def _completed(org_id: str, remote: Any, suffix: str = "") -> dict[str, Any]:
         "subscription": remote.id,
         "livemode": False,
     }
-    return _event(
+    return stripe_event(
         f"evt_cs_{remote.id}{suffix}", "checkout.session.completed", session, int(remote.created)
     )
 
@@ -132,7 +86,7 @@ def _completed(org_id: str, remote: Any, suffix: str = "") -> dict[str, Any]:
 def _subscription_event(kind: str, remote: Any, suffix: str = "") -> dict[str, Any]:
     payload = json.loads(json.dumps(remote.to_dict()))
     name = kind.rsplit(".", 1)[-1]
-    return _event(f"evt_{name}_{remote.id}{suffix}", kind, payload, int(remote.created))
+    return stripe_event(f"evt_{name}_{remote.id}{suffix}", kind, payload, int(remote.created))
 
 
 async def _deliver(db: Database, frozen_clock: FrozenClock, *events: dict[str, Any]) -> None:
@@ -217,8 +171,8 @@ async def test_two_completed_checkouts_leave_one_subscription(
     frozen_clock: FrozenClock,
 ) -> None:
     clinic = await _new_clinic(db)
-    first = await _checkout_leaves(provider, clinic.org_id)
-    second = await _checkout_leaves(provider, clinic.org_id, seats=3)
+    first = await checkout_leaves(provider, clinic.org_id)
+    second = await checkout_leaves(provider, clinic.org_id, seats=3)
     assert (first.status, second.status) == ("active", "active")  # both paid: billed twice
 
     # The first Checkout's events, then the second's, each event delivered twice.
@@ -293,11 +247,11 @@ async def test_reordered_events_never_cancel_the_clinics_subscription(
     the new subscription's events overtake the old one's deletion. The new one is not a
     duplicate: it replaces the row, and nothing is canceled or refunded."""
     clinic = await _new_clinic(db)
-    old = await _checkout_leaves(provider, clinic.org_id)
+    old = await checkout_leaves(provider, clinic.org_id)
     await _deliver(db, frozen_clock, _completed(clinic.org_id, old))
     assert (await _row(db, clinic.org_id))[0] == old.id
     ended = await provider.client.v1.subscriptions.cancel_async(old.id)  # the portal
-    new = await _checkout_leaves(provider, clinic.org_id, seats=4)
+    new = await checkout_leaves(provider, clinic.org_id, seats=4)
 
     new_events = [
         _subscription_event("customer.subscription.created", new),
@@ -334,9 +288,9 @@ async def test_an_unpaid_subscription_gives_way_to_the_paid_duplicate(
     """The first tab's card needed more (subscription ``incomplete``, nothing paid), the
     second tab paid: the paid one is kept and the unpaid one canceled (nothing to refund)."""
     clinic = await _new_clinic(db)
-    unpaid = await _checkout_leaves(provider, clinic.org_id, card="4000000000000341")
+    unpaid = await checkout_leaves(provider, clinic.org_id, card="4000000000000341")
     assert unpaid.status == "incomplete"
-    paid = await _checkout_leaves(provider, clinic.org_id)
+    paid = await checkout_leaves(provider, clinic.org_id)
     await _deliver(db, frozen_clock, _completed(clinic.org_id, unpaid))
     assert await _row(db, clinic.org_id) == (unpaid.id, "incomplete", 2)
     await _deliver(db, frozen_clock, _completed(clinic.org_id, paid))
@@ -383,8 +337,8 @@ async def test_stripe_failures_during_the_cancel_are_retried_by_the_job(
     provider = StripeProvider.from_settings(stripe_settings)
     try:
         clinic = await _new_clinic(db)
-        first = await _checkout_leaves(provider, clinic.org_id)
-        second = await _checkout_leaves(provider, clinic.org_id)
+        first = await checkout_leaves(provider, clinic.org_id)
+        second = await checkout_leaves(provider, clinic.org_id)
         await _deliver(db, frozen_clock, _completed(clinic.org_id, first))
 
         faulty_stripe.fail_next("POST", "/v1/refunds", "timeout")
@@ -498,8 +452,8 @@ async def test_a_duplicate_job_that_gave_up_runs_again_on_the_next_event(
     """Stripe was down longer than the job's attempts: the job is dead and the duplicate
     still bills. Its next event (Stripe's webhook retry, a renewal) runs the same job again."""
     clinic = await _new_clinic(db)
-    first = await _checkout_leaves(provider, clinic.org_id)
-    second = await _checkout_leaves(provider, clinic.org_id)
+    first = await checkout_leaves(provider, clinic.org_id)
+    second = await checkout_leaves(provider, clinic.org_id)
     await _deliver(db, frozen_clock, _completed(clinic.org_id, first))
     completed = _completed(clinic.org_id, second)
     async with db.session_scope() as session:
@@ -536,8 +490,8 @@ async def test_both_checkouts_processed_at_the_same_moment_by_two_workers(
     subscription is then the duplicate."""
     db = own_db
     clinic = await _new_clinic(db)
-    first = await _checkout_leaves(provider, clinic.org_id)
-    second = await _checkout_leaves(provider, clinic.org_id)
+    first = await checkout_leaves(provider, clinic.org_id)
+    second = await checkout_leaves(provider, clinic.org_id)
     for event in (_completed(clinic.org_id, first), _completed(clinic.org_id, second)):
         async with db.session_scope() as session:
             await webhooks.receive(session, event)

@@ -66,6 +66,21 @@ def recorded_events(name: str, *, tag: str, org_id: str) -> list[dict[str, Any]]
     return events
 
 
+def stripe_event(event_id: str, kind: str, obj: dict[str, Any], created: int) -> dict[str, Any]:
+    """``obj`` in the envelope of an event Stripe sends (a fresh event, not a recorded one)."""
+    return {
+        "id": event_id,
+        "object": "event",
+        "api_version": "2026-10-28.endive",
+        "created": created,
+        "data": {"object": obj},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": kind,
+    }
+
+
 def sign(payload: bytes, secret: str = SECRET, timestamp: int | None = None) -> str:
     ts = int(time.time()) if timestamp is None else timestamp
     mac = hmac.new(secret.encode(), f"{ts}.".encode() + payload, hashlib.sha256).hexdigest()
