@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from aayu_accounts.audit.service import Actor
 from aayu_accounts.billing import dunning
@@ -34,6 +35,12 @@ from tests.billing.factories import add_member, make_clinic, seed_default_plans
 async def _count(db: Database, model: type[object]) -> int:
     async with db.session_scope(write=False) as session:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def _emails(session: AsyncSession, template: str) -> int:
+    """How many emails of one template are queued."""
+    query = select(func.count()).select_from(OutboxEmail).where(OutboxEmail.template == template)
+    return int(await session.scalar(query) or 0)
 
 
 @pytest.mark.parametrize(
@@ -220,12 +227,8 @@ async def test_full_lifecycle_local(
         sub = await service.get_subscription(session, clinic.org_id, "owner")
         assert sub.status == "past_due"
         assert sub.dunning_stage == "grace"
-        mails = (
-            await session.scalars(
-                select(OutboxEmail).where(OutboxEmail.template == "billing_payment_failed")
-            )
-        ).all()
-        assert len(mails) == 2  # the owner and the billing member
+        # The owner and the billing member.
+        assert await _emails(session, "billing_payment_failed") == 2
         # In the grace period notes still work.
         decision = await check_entitlement(
             session, org_id=clinic.org_id, user_id=clinicians[0], feature="notes"
@@ -247,12 +250,7 @@ async def test_full_lifecycle_local(
                     session, org_id=clinic.org_id, user_id=clinicians[0], feature=feature
                 )
             ).allowed
-        restricted_mails = await session.scalar(
-            select(func.count())
-            .select_from(OutboxEmail)
-            .where(OutboxEmail.template == "billing_restricted")
-        )
-        assert restricted_mails == 2
+        assert await _emails(session, "billing_restricted") == 2
 
     # Paid with a working card: active at once, access restored.
     async with db.session_scope() as session:
@@ -272,12 +270,7 @@ async def test_full_lifecycle_local(
             session, org_id=clinic.org_id, user_id=clinicians[0], feature="notes"
         )
         assert decision.allowed
-        recovered = await session.scalar(
-            select(func.count())
-            .select_from(OutboxEmail)
-            .where(OutboxEmail.template == "billing_recovered")
-        )
-        assert recovered == 2
+        assert await _emails(session, "billing_recovered") == 2
 
     # Cancel at period end, resume, cancel again; the period end cancels it.
     async with db.session_scope() as session:
