@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -62,51 +63,55 @@ async def version_of(client: httpx.AsyncClient, port: int) -> int | None:
     return int(version) if version is not None else None
 
 
-@pytest.mark.committing
-async def test_rollback_reaches_two_server_processes_within_a_second(
-    backend: str, settings: Settings, fresh_database_url: str, tmp_path: Path
-) -> None:
-    if backend != "postgresql" or not settings.redis_url:
+def shared_instance(settings: Settings, database_url: str, tmp_path: Path) -> Settings:
+    """This test's settings for its own database, on the run's Redis (as the servers are)."""
+    if settings.redis_url is None:
         pytest.skip("several server processes need PostgreSQL and Redis")
-    instance = make_settings(
-        fresh_database_url,
-        tmp_path,
-        redis_url=settings.redis_url,
-        redis_prefix=settings.redis_prefix,
+    return make_settings(
+        database_url, tmp_path, redis_url=settings.redis_url, redis_prefix=settings.redis_prefix
     )
-    db = Database(create_engine(instance))
-    async with db.session_scope() as session:
-        await flag_service.update_flag(
-            session, "NEW_AUTH", FlagUpdate(enabled=True, rollout_percent=25), actor=OPERATOR
-        )
-    env = {
+
+
+def server_env(instance: Settings, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment both servers share: the instance's database, Redis and secrets."""
+    assert instance.redis_url is not None
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "AAYU_ENV": "test",
-        "AAYU_DATABASE_URL": fresh_database_url,
-        "AAYU_REDIS_URL": settings.redis_url,
-        "AAYU_REDIS_PREFIX": settings.redis_prefix,
+        "AAYU_DATABASE_URL": instance.database_url,
+        "AAYU_REDIS_URL": instance.redis_url,
+        "AAYU_REDIS_PREFIX": instance.redis_prefix,
         "AAYU_VAR_DIR": str(tmp_path / "var"),
-        "AAYU_SECRETS_DIR": str(tmp_path / "var" / "secrets"),
-        "AAYU_RUN_WORKER_IN_PROCESS": "false",
+        "AAYU_SECRETS_DIR": str(instance.secrets_dir),
+        # Only the pub/sub announcement can explain a sub-second arrival.
         "AAYU_FLAG_POLL_SECONDS": "30",
-        **server_test_env(),
         "AAYU_LOG_LEVEL": "WARNING",
+        **server_test_env(),
+        **extra,
     }
+
+
+@contextlib.asynccontextmanager
+async def two_servers(
+    command: list[str], env: dict[str, str], cwd: Path, *, first_is_leader: bool
+) -> AsyncIterator[tuple[list[int], int]]:
+    """Two ``serve`` processes on free ports, up and agreeing on the flag version; yields
+    (ports, that version). The leader runs the worker and scheduler (and so the monitor)."""
     ports = [free_port(), free_port()]
+    leaders = (first_is_leader, False)
     servers = [
         await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "aayu_accounts",
+            *command,
             "serve",
             "--port",
             str(port),
-            env=env,
-            cwd=tmp_path,
+            env={**env, "AAYU_RUN_WORKER_IN_PROCESS": "true" if leader else "false"},
+            cwd=cwd,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        for port in ports
+        for leader, port in zip(leaders, ports, strict=True)
     ]
     try:
         async with httpx.AsyncClient() as client:
@@ -118,11 +123,41 @@ async def test_rollback_reaches_two_server_processes_within_a_second(
                 assert time.monotonic() < deadline, "the servers did not start"
                 assert all(s.returncode is None for s in servers), "a server exited"
                 await asyncio.sleep(0.2)
-            before = versions[0]
-            assert versions == [before, before]
-            # Let both servers' Redis listeners subscribe (they do right after start-up).
-            await asyncio.sleep(1.0)
+        before = versions[0]
+        assert before is not None
+        assert versions == [before, before]
+        await asyncio.sleep(1.0)  # both Redis listeners subscribed (right after start-up)
+        yield ports, before
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            try:
+                await asyncio.wait_for(server.wait(), timeout=15)
+            except TimeoutError:
+                server.kill()
+                await server.wait()
 
+
+@pytest.mark.committing
+async def test_rollback_reaches_two_server_processes_within_a_second(
+    backend: str, settings: Settings, fresh_database_url: str, tmp_path: Path
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("several server processes need PostgreSQL and Redis")
+    instance = shared_instance(settings, fresh_database_url, tmp_path)
+    db = Database(create_engine(instance))
+    async with db.session_scope() as session:
+        await flag_service.update_flag(
+            session, "NEW_AUTH", FlagUpdate(enabled=True, rollout_percent=25), actor=OPERATOR
+        )
+    env = server_env(instance, tmp_path)
+    try:
+        async with (
+            two_servers(["-m", "aayu_accounts"], env, tmp_path, first_is_leader=False) as up,
+            httpx.AsyncClient() as client,
+        ):
+            ports, _ = up
             channel = fanout.redis_channel(settings.redis_prefix, "flags")
             async with (
                 fanout.redis_publishing(settings, channel),
@@ -139,14 +174,6 @@ async def test_rollback_reaches_two_server_processes_within_a_second(
                         arrived[port] = time.perf_counter() - committed
                 await asyncio.sleep(0.01)
     finally:
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            try:
-                await asyncio.wait_for(server.wait(), timeout=15)
-            except TimeoutError:
-                server.kill()
-                await server.wait()
         await db.dispose()
     assert len(arrived) == 2, f"not every server applied version {version}: {arrived}"
     assert max(arrived.values()) < 1.0, arrived
@@ -219,14 +246,9 @@ async def _fallbacks(client: httpx.AsyncClient, port: int) -> float:
 async def test_monitor_rolls_back_two_server_processes_without_a_failed_sign_in(
     backend: str, settings: Settings, fresh_database_url: str, tmp_path: Path
 ) -> None:
-    if backend != "postgresql" or not settings.redis_url:
+    if backend != "postgresql":
         pytest.skip("several server processes need PostgreSQL and Redis")
-    instance = make_settings(
-        fresh_database_url,
-        tmp_path,
-        redis_url=settings.redis_url,
-        redis_prefix=settings.redis_prefix,
-    )
+    instance = shared_instance(settings, fresh_database_url, tmp_path)
     db = Database(create_engine(instance))
     # The servers read the same secrets, so the accounts' encrypted fields decrypt there.
     async with keyring_scope(instance, db):
@@ -245,94 +267,53 @@ async def test_monitor_rolls_back_two_server_processes_without_a_failed_sign_in(
     script = tmp_path / "serve_with_failing_new_path.py"
     script.write_text(INJECT)
     incidents_dir = tmp_path / "incidents"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "AAYU_ENV": "test",
-        "AAYU_DATABASE_URL": fresh_database_url,
-        "AAYU_REDIS_URL": settings.redis_url,
-        "AAYU_REDIS_PREFIX": settings.redis_prefix,
-        "AAYU_VAR_DIR": str(tmp_path / "var"),
-        "AAYU_SECRETS_DIR": str(instance.secrets_dir),
-        "AAYU_LEGACY_AUTH_FILE": str(credentials),
-        "AAYU_METRICS_TOKEN": METRICS_TOKEN,
-        "AAYU_RATE_LIMIT_DEFAULT": "100000/minute",
-        "AAYU_FLAG_POLL_SECONDS": "30",
-        **server_test_env(),
-        "AAYU_JOB_POLL_SECONDS": "0.2",
-        "AAYU_AUTO_ROLLBACK_INTERVAL_SECONDS": "0.5",
-        "AAYU_AUTO_ROLLBACK_MIN_REQUESTS": "20",
-        "AAYU_INCIDENT_DIR": str(incidents_dir),
-        "AAYU_LOG_LEVEL": "WARNING",
-    }
-    ports = [free_port(), free_port()]
-    servers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(script),
-            "serve",
-            "--port",
-            str(port),
-            # The first server is the leader: the worker, the scheduler and so the monitor.
-            env={**env, "AAYU_RUN_WORKER_IN_PROCESS": "true" if leader else "false"},
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        for leader, port in zip((True, False), ports, strict=True)
-    ]
+    env = server_env(
+        instance,
+        tmp_path,
+        AAYU_LEGACY_AUTH_FILE=str(credentials),
+        AAYU_METRICS_TOKEN=METRICS_TOKEN,
+        AAYU_RATE_LIMIT_DEFAULT="100000/minute",
+        AAYU_JOB_POLL_SECONDS="0.2",
+        AAYU_AUTO_ROLLBACK_INTERVAL_SECONDS="0.5",
+        AAYU_AUTO_ROLLBACK_MIN_REQUESTS="20",
+        AAYU_INCIDENT_DIR=str(incidents_dir),
+    )
     answers: list[tuple[int, str | None]] = []
     flipped: dict[int, tuple[float, int]] = {}
     fallbacks = 0.0
-    try:
-        async with httpx.AsyncClient() as client:
-            deadline = time.monotonic() + 90
-            while True:
-                versions = [await version_of(client, port) for port in ports]
-                if all(v is not None for v in versions):
-                    break
-                assert time.monotonic() < deadline, "the servers did not start"
-                assert all(s.returncode is None for s in servers), "a server exited"
-                await asyncio.sleep(0.2)
-            before = versions[0]
-            assert versions == [before, before]
-            await asyncio.sleep(1.0)  # both Redis listeners subscribed
+    # The first server is the leader: the worker, the scheduler and so the monitor.
+    async with (
+        two_servers([str(script)], env, tmp_path, first_is_leader=True) as (ports, before),
+        httpx.AsyncClient() as client,
+    ):
 
-            async def watch() -> None:
-                while len(flipped) < 2:
-                    for port in ports:
-                        version = await version_of(client, port)
-                        if port not in flipped and version is not None and version != before:
-                            flipped[port] = (time.time(), version)
-                    await asyncio.sleep(0.01)
+        async def watch() -> None:
+            while len(flipped) < 2:
+                for port in ports:
+                    version = await version_of(client, port)
+                    if port not in flipped and version is not None and version != before:
+                        flipped[port] = (time.time(), version)
+                await asyncio.sleep(0.01)
 
-            watcher = asyncio.create_task(watch())
-            started = time.monotonic()
-            while len(flipped) < 2 and time.monotonic() - started < 60:
-                for i, email in enumerate(ids):
-                    response = await client.post(
-                        f"http://127.0.0.1:{ports[i % 2]}/api/v1/auth/login",
-                        json={"email": email, "password": f"pw-{i}-v25"},
-                        timeout=10,
-                    )
-                    user = response.json().get("user", {}) if response.status_code == 200 else {}
-                    answers.append((response.status_code, user.get("id")))
-                    assert user.get("id") == ids[email], response.text
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(watcher, timeout=5)
-            fallbacks = sum([await _fallbacks(client, port) for port in ports])
-            report_deadline = time.monotonic() + 15
-            while not list(incidents_dir.glob("incident-*.md")):  # written by the leader's job
-                assert time.monotonic() < report_deadline, "no incident report file"
-                await asyncio.sleep(0.2)
-    finally:
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            try:
-                await asyncio.wait_for(server.wait(), timeout=15)
-            except TimeoutError:
-                server.kill()
-                await server.wait()
+        watcher = asyncio.create_task(watch())
+        started = time.monotonic()
+        while len(flipped) < 2 and time.monotonic() - started < 60:
+            for i, email in enumerate(ids):
+                response = await client.post(
+                    f"http://127.0.0.1:{ports[i % 2]}/api/v1/auth/login",
+                    json={"email": email, "password": f"pw-{i}-v25"},
+                    timeout=10,
+                )
+                user = response.json().get("user", {}) if response.status_code == 200 else {}
+                answers.append((response.status_code, user.get("id")))
+                assert user.get("id") == ids[email], response.text
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(watcher, timeout=5)
+        fallbacks = sum([await _fallbacks(client, port) for port in ports])
+        report_deadline = time.monotonic() + 15
+        while not list(incidents_dir.glob("incident-*.md")):  # written by the leader's job
+            assert time.monotonic() < report_deadline, "no incident report file"
+            await asyncio.sleep(0.2)
 
     try:
         async with db.session_scope(write=False) as session:
