@@ -6,11 +6,9 @@ import asyncio
 from datetime import timedelta
 
 import httpx
-from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aayu_accounts.app import create_app
 from aayu_accounts.config import Settings
 from aayu_accounts.crypto.keyring import Keyring
 from aayu_accounts.db import Database
@@ -18,6 +16,7 @@ from aayu_accounts.kit.clock import FrozenClock
 from aayu_accounts.models.audit_event import AuditEvent
 from aayu_accounts.models.auth_session import AuthSession
 from aayu_accounts.models.user import User
+from tests.identity.accounts.conftest import app_factory
 from tests.identity.accounts.helpers import (
     login,
     register,
@@ -216,14 +215,11 @@ async def test_concurrent_sign_ups_with_one_address_both_get_202(
     }
     engine, own_settings = own_database
     own_db = Database(engine)
-    application = create_app(own_settings, database=own_db, keyring=keyring)
-    async with LifespanManager(application):
-        transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            first, second = await asyncio.gather(
-                client.post("/api/v1/auth/register", json=payload),
-                client.post("/api/v1/auth/register", json=payload),
-            )
+    async with app_factory(own_settings, own_db, keyring)() as client:
+        first, second = await asyncio.gather(
+            client.post("/api/v1/auth/register", json=payload),
+            client.post("/api/v1/auth/register", json=payload),
+        )
     assert first.status_code == second.status_code == 202
     async with own_db.session_scope(write=False) as session:
         users = await session.scalar(
