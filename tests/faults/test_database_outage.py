@@ -16,23 +16,22 @@ import httpx
 import pytest
 import pytest_asyncio
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
-from sqlalchemy import func, make_url, select
+from sqlalchemy import make_url
 
 from aayu_accounts import migrate
 from aayu_accounts.app import create_app
-from aayu_accounts.db import Database, create_engine
+from aayu_accounts.db import create_engine
 from aayu_accounts.jobs import Worker
 from aayu_accounts.kit import resilience
-from aayu_accounts.models.user import User
 from aayu_accounts.observability.alert.signing import SIGNATURE_HEADER, verify
 from tests.faults.proxy import TcpProxy
+from tests.faults.traffic import REGISTER, quick_failing_database, sign_up_body, stored_users
+from tests.faults.traffic import clients as traffic_clients
 from tests.fixtures.database import create_pg_database, drop_pg_database, make_settings
 from tests.fixtures.services import postgres_available, require
 from tests.observability.receiver import webhook_receiver
 
 SECRET = "d" * 40
-PASSWORD = "Vq-outage-test-passphrase-7z!"
 
 
 @dataclass
@@ -76,37 +75,10 @@ def _breaker_open_now() -> bool:
 async def _register(client: httpx.AsyncClient) -> Outcome:
     started = time.monotonic()
     breaker_open = _breaker_open_now()
-    response = await client.post(
-        "/api/v1/auth/register",
-        json={
-            "email": f"outage.{uuid.uuid4().hex[:10]}@clinic-example.org",
-            "password": PASSWORD,
-            "full_name": "Asha Verma",
-            "organization_name": "Lotus Family Clinic",
-        },
-    )
+    _, body = sign_up_body("outage")
+    response = await client.post(REGISTER, json=body)
     code = response.json().get("code") if response.status_code >= 400 else None
     return Outcome(started, time.monotonic(), response.status_code, code, breaker_open)
-
-
-def _clients(app: FastAPI, count: int) -> list[httpx.AsyncClient]:
-    # Each client has its own address, so the anonymous per-IP rate limit is not what answers.
-    return [
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, client=(f"127.0.0.{10 + i}", 40000)),
-            base_url="http://testserver",
-        )
-        for i in range(count)
-    ]
-
-
-async def _users(url: str, tmp_path: Path) -> int:
-    db = Database.from_settings(make_settings(url, tmp_path))
-    try:
-        async with db.session_scope(write=False) as session:
-            return int(await session.scalar(select(func.count()).select_from(User)) or 0)
-    finally:
-        await db.dispose()
 
 
 @pytest.mark.committing
@@ -121,15 +93,9 @@ async def test_database_outage_fails_fast_recovers_loses_nothing_and_alerts(
         webhook_receiver() as receiver,
     ):
         proxied = target.set(port=proxy.port).render_as_string(hide_password=False)
-        settings = make_settings(
+        settings = quick_failing_database(
             proxied,
             tmp_path,
-            argon2_memory_kib=1024,
-            argon2_time_cost=1,
-            db_health_check_seconds=0.3,
-            db_breaker_reset_seconds=1.0,
-            db_connect_timeout_seconds=1.0,
-            db_statement_timeout_seconds=2.0,
             alert_webhook_urls=[receiver.url],
             alert_webhook_secret=SECRET,
             alert_group_wait_seconds=0,
@@ -137,7 +103,7 @@ async def test_database_outage_fails_fast_recovers_loses_nothing_and_alerts(
         )
         app = create_app(settings)
         async with LifespanManager(app):
-            clients = _clients(app, 5)
+            clients = traffic_clients(app, 5)
             outcomes: list[Outcome] = []
             stop = asyncio.Event()
 
@@ -225,7 +191,7 @@ async def test_database_outage_fails_fast_recovers_loses_nothing_and_alerts(
         assert resilience.dependency("database").state == "closed"
 
         accepted = sum(o.status == 202 for o in outcomes)
-        users = await _users(own_database, tmp_path)
+        users = await stored_users(own_database, tmp_path)
         # Every acknowledged sign-up is stored; no refused one left half a write behind
         # (a request cut between its commit and its response may be stored unacknowledged).
         assert accepted <= users <= len(outcomes)

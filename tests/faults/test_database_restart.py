@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -35,9 +33,9 @@ from aayu_accounts.db import create_engine
 from aayu_accounts.identity.user import repository as users
 from aayu_accounts.kit import resilience
 from tests.faults.private_postgres import private_postgres
-from tests.fixtures.database import make_settings
+from tests.faults.traffic import REGISTER, quick_failing_database, sign_up_body
+from tests.faults.traffic import clients as traffic_clients
 
-PASSWORD = "Vq-restart-test-passphrase-7z!"
 CLIENTS = 4
 
 
@@ -55,30 +53,11 @@ class Outcome:
 
 
 async def _register(client: httpx.AsyncClient) -> Outcome:
-    email = f"restart.{uuid.uuid4().hex[:10]}@clinic-example.org"
+    email, body = sign_up_body("restart")
     started = time.monotonic()
-    response = await client.post(
-        "/api/v1/auth/register",
-        json={
-            "email": email,
-            "password": PASSWORD,
-            "full_name": "Asha Verma",
-            "organization_name": "Lotus Family Clinic",
-        },
-    )
+    response = await client.post(REGISTER, json=body)
     code = response.json().get("code") if response.status_code >= 400 else None
     return Outcome(email, started, time.monotonic(), response.status_code, code)
-
-
-def _clients(app: FastAPI) -> list[httpx.AsyncClient]:
-    # One address per client: the per-IP limit on anonymous requests is not what answers.
-    return [
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, client=(f"127.0.0.{20 + i}", 40000)),
-            base_url="http://testserver",
-        )
-        for i in range(CLIENTS)
-    ]
 
 
 @pytest.mark.committing
@@ -97,16 +76,7 @@ async def test_restarts_under_write_load_lose_no_acknowledged_write(
             await conn.execute(text('CREATE DATABASE "aayu"'))
         await admin.dispose()
         url = make_url(cluster.url).set(database="aayu").render_as_string(hide_password=False)
-        settings = make_settings(
-            url,
-            tmp_path,
-            argon2_memory_kib=1024,
-            argon2_time_cost=1,
-            db_health_check_seconds=0.3,
-            db_breaker_reset_seconds=1.0,
-            db_connect_timeout_seconds=1.0,
-            db_statement_timeout_seconds=2.0,
-        )
+        settings = quick_failing_database(url, tmp_path)
         engine = create_engine(settings)
         try:
             await migrate.upgrade(engine)
@@ -115,7 +85,7 @@ async def test_restarts_under_write_load_lose_no_acknowledged_write(
 
         app = create_app(settings)
         async with LifespanManager(app):
-            clients = _clients(app)
+            clients = traffic_clients(app, CLIENTS, first_host=20)
             outcomes: list[Outcome] = []
             stop = asyncio.Event()
 

@@ -17,7 +17,6 @@ import pytest_asyncio
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from sqlalchemy import func, select
 
 from aayu_accounts import migrate
 from aayu_accounts.app import create_app
@@ -27,12 +26,12 @@ from aayu_accounts.identity.throttle import LoginThrottle, build_throttle_store
 from aayu_accounts.identity.throttle.store import REDIS_RETRY_SECONDS
 from aayu_accounts.jobs import Worker
 from aayu_accounts.kit import redis_client, resilience
-from aayu_accounts.models.user import User
 from aayu_accounts.observability import metrics
 from aayu_accounts.observability.alert import service
 from aayu_accounts.observability.alert.wiring import BreakerAlerts
 from aayu_accounts.observability.health import HealthMonitor
 from tests.faults.proxy import TcpProxy
+from tests.faults.traffic import PASSWORD, REGISTER, sign_up_body, stored_users
 from tests.fixtures.database import create_pg_database, drop_pg_database, make_settings
 from tests.fixtures.services import REDIS_URL, postgres_available, redis_available, require
 from tests.observability.receiver import Receiver, webhook_receiver
@@ -154,7 +153,6 @@ async def test_redis_outage_keeps_limits_alerts_and_returns_to_redis(
 
 # --- the whole service under HTTP traffic ------------------------------------------------------
 
-PASSWORD = "Vq-redis-outage-passphrase-7z!"
 METRICS_TOKEN = "r" * 40
 # The per-address API limit while Redis is there; each instance enforces a quarter of it alone
 # (AAYU_RATE_LIMIT_FALLBACK_DIVISOR, default 4) while Redis is away.
@@ -205,15 +203,6 @@ async def _login(client: httpx.AsyncClient, email: str) -> Answer:
     return await _timed(
         client.post("/api/v1/auth/login", json={"email": email, "password": "wrong-" + PASSWORD})
     )
-
-
-async def _stored_users(url: str, tmp_path: Path) -> int:
-    db = Database.from_settings(make_settings(url, tmp_path))
-    try:
-        async with db.session_scope(write=False) as session:
-            return int(await session.scalar(select(func.count()).select_from(User)) or 0)
-    finally:
-        await db.dispose()
 
 
 @pytest.mark.committing
@@ -270,18 +259,8 @@ async def test_redis_outage_under_http_traffic_keeps_limits_loses_nothing_and_al
                 async def traffic(address: str) -> None:
                     async with _client(app, address) as client:
                         while not stop.is_set():
-                            email = f"redis.{uuid.uuid4().hex[:10]}@clinic-example.org"
-                            answer = await _timed(
-                                client.post(
-                                    "/api/v1/auth/register",
-                                    json={
-                                        "email": email,
-                                        "password": PASSWORD,
-                                        "full_name": "Asha Verma",
-                                        "organization_name": "Lotus Family Clinic",
-                                    },
-                                )
-                            )
+                            email, body = sign_up_body("redis")
+                            answer = await _timed(client.post(REGISTER, json=body))
                             signups.append((email, answer))
                             await asyncio.sleep(0.1)
 
@@ -361,4 +340,4 @@ async def test_redis_outage_under_http_traffic_keeps_limits_loses_nothing_and_al
     assert max(a.seconds for a in during) < 3.0, sorted(a.seconds for a in during)[-3:]
     # Every acknowledged sign-up is stored (the database is this test's own: nothing else
     # creates users in it, and the sign-ins above name unknown addresses).
-    assert await _stored_users(own_database, tmp_path) == len(signups)
+    assert await stored_users(own_database, tmp_path) == len(signups)
