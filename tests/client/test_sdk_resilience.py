@@ -10,8 +10,6 @@ real service, whose own tests are in ``test_sdk_against_a_server.py``.
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import socket
 import ssl
@@ -27,10 +25,6 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from aayu_accounts.client import (
     AccountsClient,
@@ -45,6 +39,7 @@ from aayu_accounts.client import (
 from aayu_accounts.client.client import FLAGS
 from aayu_accounts.client.signing import NONCE_HEADER, SIGNATURE_HEADER
 from tests.client.server import ServerStack, free_port, server_stack
+from tests.fixtures.tls import self_signed_certificate
 
 KEY_ID, SECRET = "ak_" + "1" * 32, "ab" * 32
 
@@ -192,37 +187,6 @@ def test_a_server_that_never_answers_times_out() -> None:
 # --- TLS terminated by `serve` itself -------------------------------------------------------
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def stack(tmp_path: Path) -> AsyncIterator[ServerStack]:
     # TLS does not depend on the database: SQLite is enough.
@@ -235,7 +199,7 @@ def test_serve_terminates_tls_and_the_sdk_calls_over_https(
 ) -> None:
     """``serve --ssl-certfile/--ssl-keyfile`` answers HTTPS (signed calls included) and does
     not answer plain HTTP."""
-    cert_file, key_file = self_signed(tmp_path)
+    cert_file, key_file = self_signed_certificate(tmp_path)
     port = free_port()
     process = subprocess.Popen(
         [
