@@ -1,11 +1,12 @@
-"""The session cache's lifetime is spread per token: sessions signed in together do not all
-reload from the database in the same second, and none outlives ``session_cache_seconds``."""
+"""The session cache: lifetimes are spread per token (sessions signed in together do not all
+reload from the database in the same second, and none outlives ``session_cache_seconds``), and
+a lookup that an invalidation overtook while it was loading is not cached."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from aayu_accounts.identity.auth_session.cache import CachedPrincipal, SessionCache
+from aayu_accounts.identity.auth_session.cache import CachedPrincipal, Invalidation, SessionCache
 from aayu_accounts.identity.tokens import hash_token, new_token
 
 
@@ -30,7 +31,7 @@ def test_lifetimes_spread_between_three_quarters_and_all_of_the_bound() -> None:
     cache = SessionCache(ttl_seconds=30)
     entries = [principal(hash_token(new_token())) for _ in range(400)]
     for entry in entries:
-        cache.put(entry)
+        cache.put(entry, loaded_at=cache.generation)
     lifetimes = [entry.expires_monotonic - entry.loaded_monotonic for entry in entries]
     assert all(22.5 <= lifetime <= 30 for lifetime in lifetimes)
     # Spread over the quarter, not bunched: at least one in each of its five slices.
@@ -41,8 +42,22 @@ def test_lifetimes_spread_between_three_quarters_and_all_of_the_bound() -> None:
 def test_an_entry_past_its_own_lifetime_is_dropped() -> None:
     cache = SessionCache(ttl_seconds=30)
     entry = principal(hash_token(new_token()))
-    cache.put(entry)
+    cache.put(entry, loaded_at=cache.generation)
     assert cache.get(entry.token_hash) is entry
     entry.expires_monotonic = entry.loaded_monotonic - 1
     assert cache.get(entry.token_hash) is None
     assert len(cache) == 0
+
+
+def test_a_lookup_loaded_before_an_invalidation_is_not_cached() -> None:
+    # The database read began, then the session was revoked (by this instance's commit or
+    # another's message), then the read finished: caching it would serve a revoked session.
+    cache = SessionCache(ttl_seconds=30)
+    entry = principal(hash_token(new_token()))
+    loaded_at = cache.generation
+    cache.apply(Invalidation(token_hashes={entry.token_hash}))
+    cache.put(entry, loaded_at=loaded_at)
+    assert cache.get(entry.token_hash) is None
+    # Loaded after the invalidation: cached as usual.
+    cache.put(entry, loaded_at=cache.generation)
+    assert cache.get(entry.token_hash) is entry

@@ -82,12 +82,13 @@ async def _authenticate(request: Request) -> Principal | None:
     db = get_database(request)
     entry = runtime.sessions.get(token_hash)
     if entry is None:
+        loaded_at = runtime.sessions.generation
         async with db.session_scope(write=False) as session:
             entry = await session_service.load_principal(session, runtime.settings, token_hash)
         if entry is None:
             metrics.AUTH_FAILURES.labels("session_unknown").inc()
             return None
-        runtime.sessions.put(entry)
+        runtime.sessions.put(entry, loaded_at=loaded_at)
     now = clock.now()
     if not session_service.is_live(entry, now):
         metrics.AUTH_FAILURES.labels("session_expired").inc()

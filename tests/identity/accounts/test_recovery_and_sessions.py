@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import httpx
+import pytest
+from fastapi import FastAPI
 
 from aayu_accounts.crypto.keyring import KeyPurpose, get_keyring
 from aayu_accounts.crypto.keyring.usage import rows_per_version
 from aayu_accounts.db import Database
+from aayu_accounts.identity.auth_session import service as session_service
+from aayu_accounts.identity.auth_session.cache import CachedPrincipal, Invalidation
+from aayu_accounts.identity.tokens import hash_token
 from aayu_accounts.kit.clock import FrozenClock
 from aayu_accounts.models import Base
 from tests.identity.accounts.helpers import (
@@ -288,3 +294,29 @@ async def test_a_queued_reset_counts_as_a_use_of_its_data_key(
     assert waiting[current] == before[current] + 1
     await run_reset_requests(db)
     assert (await uses())[current] == before[current]
+
+
+async def test_a_revocation_that_overtakes_a_lookup_is_not_undone_by_the_cache(
+    app: FastAPI, client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another instance revokes the session while this one reads it from the database: its
+    # message lands between the read and the caching. The request was already in flight and
+    # is answered from its read, but the read must not be cached, or the revoked session
+    # would keep working here until the entry expires.
+    account = await signed_up(client, db)
+    cache = app.state.identity.sessions
+    cache.apply(Invalidation(everything=True))
+    token_hash = hash_token(account.token)
+    real_load = session_service.load_principal
+
+    async def overtaken(*args: Any, **kwargs: Any) -> CachedPrincipal | None:
+        entry = await real_load(*args, **kwargs)
+        cache.apply(Invalidation(token_hashes={token_hash}))
+        return entry
+
+    monkeypatch.setattr(session_service, "load_principal", overtaken)
+    assert (await client.get("/api/v1/me", headers=account.auth)).status_code == 200
+    assert cache.get(token_hash) is None
+    monkeypatch.setattr(session_service, "load_principal", real_load)
+    assert (await client.get("/api/v1/me", headers=account.auth)).status_code == 200
+    assert cache.get(token_hash) is not None  # an undisturbed read is cached

@@ -41,10 +41,11 @@ async def introspect(
     token_hash = hash_token(token)
     entry = identity.sessions.get(token_hash)
     if entry is None:
+        loaded_at = identity.sessions.generation
         entry = await session_service.load_principal(session, identity.settings, token_hash)
         if entry is None:
             return INACTIVE
-        identity.sessions.put(entry)
+        identity.sessions.put(entry, loaded_at=loaded_at)
     now = clock.now()
     if not session_service.is_live(entry, now):
         identity.sessions.apply(Invalidation(token_hashes={token_hash}))

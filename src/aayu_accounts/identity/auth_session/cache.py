@@ -115,6 +115,11 @@ class SessionCache:
             redis, channel, "session_cache", self._receive, self._forget_all
         )
         self._publishes: set[asyncio.Task[Any]] = set()
+        # Bumped by every invalidation applied here. A lookup loaded from the database is
+        # cached only if none came in while it was loading: otherwise a revocation (from this
+        # instance's commit or another's message) that lands between the read and the put
+        # would be undone by the put, and the revoked session served until its entry expires.
+        self.generation = 0
 
     @property
     def deaf(self) -> bool:
@@ -135,8 +140,9 @@ class SessionCache:
         self._entries.move_to_end(token_hash)
         return entry
 
-    def put(self, entry: CachedPrincipal) -> None:
-        if self.ttl_seconds <= 0 or self.deaf:
+    def put(self, entry: CachedPrincipal, *, loaded_at: int) -> None:
+        """Cache ``entry``, read from the database when :attr:`generation` was ``loaded_at``."""
+        if self.ttl_seconds <= 0 or self.deaf or loaded_at != self.generation:
             return
         entry.loaded_monotonic = clock.monotonic()
         entry.expires_monotonic = entry.loaded_monotonic + self.ttl_seconds * _spread(
@@ -165,6 +171,7 @@ class SessionCache:
 
     def apply(self, invalidation: Invalidation) -> None:
         """Drop the entries an invalidation names (this process only)."""
+        self.generation += 1
         if invalidation.everything:
             self._entries.clear()
             self._by_user.clear()
