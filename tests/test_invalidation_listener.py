@@ -146,8 +146,8 @@ async def test_a_silent_redis_at_start_up_does_not_hang_start() -> None:
             await redis.aclose()
 
 
-async def test_the_entitlement_cache_keeps_snapshots_only_while_subscribed() -> None:
-    snapshot = OrgSnapshot(
+def _snapshot() -> OrgSnapshot:
+    return OrgSnapshot(
         org_id="org-1",
         status="active",
         plan_id="plan",
@@ -161,19 +161,36 @@ async def test_the_entitlement_cache_keeps_snapshots_only_while_subscribed() -> 
         members={},
         seated=frozenset(),
     )
+
+
+async def test_the_entitlement_cache_keeps_snapshots_only_while_subscribed() -> None:
+    snapshot = _snapshot()
     local = EntitlementCache()  # no Redis (one process): kept as always
-    local.put(snapshot)
+    local.put(snapshot, loaded_at=local.generation)
     assert local.get("org-1", 60) is snapshot
 
     async with through_proxy() as (_, redis):
         shared = EntitlementCache(redis=redis, channel=f"aayu-test:{uuid.uuid4().hex}")
-        shared.put(snapshot)
+        shared.put(snapshot, loaded_at=shared.generation)
         assert shared.deaf
         assert shared.get("org-1", 60) is None  # not subscribed yet: nothing kept
         await shared.start()
         try:
             assert not shared.deaf
-            shared.put(snapshot)
+            shared.put(snapshot, loaded_at=shared.generation)
             assert shared.get("org-1", 60) is snapshot
         finally:
             await shared.stop()
+
+
+def test_a_snapshot_an_invalidation_overtook_is_not_kept() -> None:
+    # The clinic's billing changed (here or on another instance) while its snapshot was
+    # being read: keeping that read would serve the old seats or plan until it expires.
+    cache = EntitlementCache()
+    snapshot = _snapshot()
+    loaded_at = cache.generation
+    cache.invalidate("org-1")
+    cache.put(snapshot, loaded_at=loaded_at)
+    assert cache.get("org-1", 60) is None
+    cache.put(snapshot, loaded_at=cache.generation)
+    assert cache.get("org-1", 60) is snapshot

@@ -79,6 +79,9 @@ class EntitlementCache:
         # Messages may have been lost while not subscribed: on a gap it drops everything.
         self._listener = listener_for(redis, channel, "entitlement_cache", self.apply, self.clear)
         self._publishes: set[asyncio.Task[Any]] = set()
+        # Bumped by every invalidation: a snapshot is kept only if none came in while it was
+        # loading, so a change committed meanwhile (here or elsewhere) is never papered over.
+        self.generation = 0
 
     @property
     def deaf(self) -> bool:
@@ -98,15 +101,19 @@ class EntitlementCache:
             return None
         return entry
 
-    def put(self, snapshot: OrgSnapshot) -> None:
-        if self.deaf:
+    def put(self, snapshot: OrgSnapshot, *, loaded_at: int) -> None:
+        """Keep ``snapshot``, loaded from the database when :attr:`generation` was
+        ``loaded_at``."""
+        if self.deaf or loaded_at != self.generation:
             return
         self._entries[snapshot.org_id] = snapshot
 
     def invalidate(self, org_id: str) -> None:
+        self.generation += 1
         self._entries.pop(org_id, None)
 
     def clear(self) -> None:
+        self.generation += 1
         self._entries.clear()
 
     def add_usage(self, org_id: str, metric: str, quantity: int, occurred_at: datetime) -> None:

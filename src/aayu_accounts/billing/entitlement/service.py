@@ -92,8 +92,9 @@ async def snapshot_for(session: AsyncSession, org_id: str) -> OrgSnapshot:
     entitlements = current()
     found = entitlements.get(org_id, runtime.current().cache_seconds)
     if found is None:
+        loaded_at = entitlements.generation
         found = await load_snapshot(session, org_id)
-        entitlements.put(found)
+        entitlements.put(found, loaded_at=loaded_at)
     return found
 
 
