@@ -100,7 +100,6 @@ async def _authenticate(request: Request) -> Principal | None:
     if stale:
         # Coalesced: at most one write per session per interval, never one per request.
         entry.last_written_at = now
-        entry.last_ip, entry.last_user_agent = ip, user_agent
         async with db.session_scope() as session:
             await session_service.touch(session, entry, now, ip, user_agent)
     return Principal(

@@ -56,8 +56,6 @@ class CachedPrincipal:
     required_actions: tuple[str, ...]
     loaded_monotonic: float = field(default=0.0)
     expires_monotonic: float = field(default=0.0)
-    last_ip: str | None = None
-    last_user_agent: str | None = None
     # The rendered ``GET /me`` body, filled on first use; every change to what it shows
     # (memberships, roles, clinic names, MFA) invalidates the user's entries.
     profile: Any = None

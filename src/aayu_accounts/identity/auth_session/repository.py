@@ -8,6 +8,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aayu_accounts.crypto.field_encryption import Sealed, seal
+from aayu_accounts.crypto.keyring import KeyPurpose, get_keyring
 from aayu_accounts.models.auth_session import AuthSession
 from aayu_accounts.models.mfa_challenge import MfaChallenge
 from aayu_accounts.models.user import User
@@ -84,11 +86,26 @@ async def touch(
     ip: str | None,
     user_agent: str | None,
 ) -> None:
+    # One UPDATE without loading the row: the new values are sealed here, bound to the row as
+    # EncryptedField binds them.
     await session.execute(
         update(AuthSession)
         .where(AuthSession.id == session_id)
         .where(AuthSession.revoked_at.is_(None))
-        .values(last_seen_at=now, ip=ip, user_agent=user_agent)
+        .values(
+            last_seen_at=now,
+            ip_ciphertext=_sealed("ip_ciphertext", session_id, ip),
+            user_agent_ciphertext=_sealed("user_agent_ciphertext", session_id, user_agent),
+        )
+    )
+
+
+def _sealed(column: str, session_id: str, value: str | None) -> Sealed | None:
+    if value is None:
+        return None
+    table = AuthSession.__tablename__
+    return seal(
+        get_keyring(), KeyPurpose.DATA, value, table=table, column=column, row_id=session_id
     )
 
 

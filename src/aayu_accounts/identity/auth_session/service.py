@@ -495,8 +495,6 @@ async def load_principal(
         last_seen_at=auth_session.last_seen_at,
         last_written_at=auth_session.last_seen_at,
         required_actions=await required_actions(session, settings, user),
-        last_ip=auth_session.ip,
-        last_user_agent=auth_session.user_agent,
     )
 
 
