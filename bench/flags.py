@@ -185,7 +185,7 @@ async def _propagation_rounds(rounds: int) -> list[tuple[float, float]]:
         channel = fanout.redis_channel(prefix, "flags")
 
         async def change(enabled: bool) -> float:
-            async with fanout.redis_publishing(REDIS, channel):
+            async with fanout.redis_publishing(settings, channel):
                 async with db.session_scope() as session:
                     await flag_service.update_flag(
                         session,
